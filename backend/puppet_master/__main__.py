@@ -1,0 +1,5 @@
+import sys
+
+from puppet_master.cli import main
+
+sys.exit(main())
