@@ -1,0 +1,114 @@
+"""All-to-first spatial self-attention as diffusers attention processors.
+
+Every frame's queries attend to the keys and values of frame 0 of the same video. The spatial
+transformer blocks see hidden states ``(batch * frames, tokens, channels)`` and cannot know the
+number of frames, so the model sets ``processor.num_frames`` before each forward pass.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.attention_processor import Attention
+
+__all__ = ["AllToFirstAttnProcessor", "AllToFirstReferenceAttnProcessor"]
+
+
+class _FramesAwareProcessor:
+    """Shared argument checks; ``num_frames`` is set by the model before each forward pass."""
+
+    def __init__(self, num_frames: int | None = None) -> None:
+        self.num_frames = num_frames
+
+    def _split(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states, attention_mask):
+        if encoder_hidden_states is not None or attention_mask is not None:
+            raise ValueError(f"{type(self).__name__} is for self-attention only (no context, no mask)")
+        if attn.spatial_norm is not None or attn.group_norm is not None or hidden_states.ndim != 3:
+            raise ValueError(f"{type(self).__name__} expects plain self-attention on (batch*frames, tokens, channels)")
+        if self.num_frames is None:
+            raise RuntimeError(f"{type(self).__name__}.num_frames was not set by the model")
+        batch_frames, tokens, channels = hidden_states.shape
+        if batch_frames % self.num_frames:
+            raise ValueError(f"{batch_frames} rows of hidden states are not a multiple of {self.num_frames} frames")
+        return batch_frames // self.num_frames, tokens, channels
+
+    @staticmethod
+    def _heads(attn: Attention, x: torch.Tensor, batch: int) -> torch.Tensor:
+        """(batch, seq, heads * d) -> (batch, heads, seq, d)"""
+        return x.view(batch, -1, attn.heads, x.shape[-1] // attn.heads).transpose(1, 2)
+
+    @staticmethod
+    def _finish(attn: Attention, out: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        out = attn.to_out[1](attn.to_out[0](out))
+        if attn.residual_connection:
+            out = out + residual
+        return out / attn.rescale_output_factor
+
+
+class AllToFirstAttnProcessor(_FramesAwareProcessor):
+    """All-to-first attention on ``scaled_dot_product_attention``, keys/values of frame 0 only.
+
+    Attention rows are independent, so the queries of all frames of a video are laid end to end
+    in one sequence ``(batch, heads, frames * tokens, d)`` that attends to frame 0's
+    ``(batch, heads, tokens, d)``: no per-frame copies of keys or values are made.
+    """
+
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+        **kwargs,
+    ) -> torch.Tensor:
+        batch, tokens, channels = self._split(attn, hidden_states, encoder_hidden_states, attention_mask)
+        first = hidden_states.view(batch, self.num_frames, tokens, channels)[:, 0]
+
+        query = self._heads(attn, attn.to_q(hidden_states).view(batch, self.num_frames * tokens, -1), batch)
+        key = self._heads(attn, attn.to_k(first), batch)
+        value = self._heads(attn, attn.to_v(first), batch)
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+
+        out = F.scaled_dot_product_attention(query, key, value, scale=attn.scale)
+        out = out.transpose(1, 2).reshape(batch * self.num_frames, tokens, -1).to(query.dtype)
+        return self._finish(attn, out, hidden_states)
+
+
+class AllToFirstReferenceAttnProcessor(_FramesAwareProcessor):
+    """The straightforward all-to-first attention: keys/values of every frame, then frame 0's copied.
+
+    Kept as the baseline for tests and benchmarks; use :class:`AllToFirstAttnProcessor`.
+    """
+
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+        **kwargs,
+    ) -> torch.Tensor:
+        batch, tokens, _ = self._split(attn, hidden_states, encoder_hidden_states, attention_mask)
+        frames = self.num_frames
+        batch_frames = batch * frames
+
+        def first_frame_everywhere(x: torch.Tensor) -> torch.Tensor:
+            x = x.view(batch, frames, tokens, -1)[:, :1]
+            return x.repeat(1, frames, 1, 1).view(batch_frames, tokens, -1)
+
+        query = self._heads(attn, attn.to_q(hidden_states), batch_frames)
+        key = self._heads(attn, first_frame_everywhere(attn.to_k(hidden_states)), batch_frames)
+        value = self._heads(attn, first_frame_everywhere(attn.to_v(hidden_states)), batch_frames)
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+
+        out = F.scaled_dot_product_attention(query, key, value, scale=attn.scale)
+        out = out.transpose(1, 2).reshape(batch_frames, tokens, -1).to(query.dtype)
+        return self._finish(attn, out, hidden_states)
