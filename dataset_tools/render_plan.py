@@ -1,0 +1,137 @@
+"""What render.py renders: inputs -> assets, shards, resume state, frame selection (stdlib + numpy).
+
+No bpy here, so the orchestrating process (and the tests) can use it without Blender.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+SUPPORTED_SUFFIXES = (".glb", ".gltf", ".fbx", ".blend")
+ASSET_FILE = "asset.json"
+CLIP_FILE = "clip.json"
+
+
+class InputError(ValueError):
+    """An input path or list file that cannot be used; the message names it."""
+
+
+@dataclass(frozen=True)
+class Asset:
+    asset_id: str
+    source: Path
+
+
+def _from_list_file(path: Path) -> list[Asset]:
+    """An id -> path JSON object (what ``objaverse.load_objects`` returns) or a list of paths."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the list file ({exc})") from exc
+    base = path.parent
+    if isinstance(data, dict):
+        items = [(str(k), Path(str(v))) for k, v in data.items()]
+    elif isinstance(data, list) and all(isinstance(v, str) for v in data):
+        items = [(Path(v).stem, Path(v)) for v in data]
+    else:
+        raise InputError(f"{path}: a list file must be a JSON object id -> path or a list of paths")
+    return [Asset(i, p if p.is_absolute() else base / p) for i, p in items]
+
+
+def collect_assets(inputs: list[str | Path]) -> list[Asset]:
+    """Assets from files, folders (searched recursively) and list files, ids unique, input order."""
+    assets: list[Asset] = []
+    for item in inputs:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in SUPPORTED_SUFFIXES and p.is_file())
+            assets.extend(Asset(p.stem, p) for p in files)
+        elif path.suffix.lower() == ".json":
+            assets.extend(_from_list_file(path))
+        elif path.suffix.lower() in SUPPORTED_SUFFIXES:
+            # a missing file still becomes an asset: the report then says it was not found
+            assets.append(Asset(path.stem, path))
+        elif not path.exists():
+            raise InputError(f"{path}: no such file or folder")
+        else:
+            raise InputError(f"{path}: not a GLB/glTF/FBX/.blend file, a folder or a .json list file")
+    seen: dict[str, int] = {}
+    unique = []
+    for asset in assets:
+        count = seen.get(asset.asset_id, 0)
+        seen[asset.asset_id] = count + 1
+        unique.append(asset if count == 0 else Asset(f"{asset.asset_id}_{count + 1}", asset.source))
+    return unique
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n``."""
+    try:
+        index_text, count_text = text.split("/")
+        index, count = int(index_text), int(count_text)
+    except ValueError as exc:
+        raise InputError(f"--shard must look like i/n (e.g. 0/4), got {text!r}") from exc
+    if count < 1 or not 0 <= index < count:
+        raise InputError(f"--shard {text}: need 0 <= i < n")
+    return index, count
+
+
+def in_shard(asset_id: str, index: int, count: int) -> bool:
+    """Stable assignment by a hash of the id: independent of input order and of the other assets."""
+    return zlib.crc32(asset_id.encode("utf-8")) % count == index
+
+
+def select_frames(start: float, end: float, num_frames: int, stride: float) -> list[float]:
+    """Blender frames to render for a clip spanning ``[start, end]``.
+
+    - ``stride > 0``: ``start, start + stride, ...`` up to ``end``, at most ``num_frames`` of them
+      (``num_frames <= 0``: no limit).
+    - ``stride <= 0``: ``num_frames`` frames evenly spread from ``start`` to ``end`` inclusive (whole
+      frames when the clip is long enough for whole steps, else subframes); a clip with fewer whole
+      frames than that renders each of them once.
+    """
+    if end < start:
+        raise ValueError(f"clip ends ({end}) before it starts ({start})")
+    if stride > 0:
+        count = math.floor((end - start) / stride + 1e-9) + 1
+        if num_frames > 0:
+            count = min(count, num_frames)
+        return [round(start + i * stride, 4) for i in range(count)]
+    if num_frames <= 0:
+        return select_frames(start, end, 0, 1.0)
+    if num_frames == 1 or end == start:
+        return [float(start)]
+    span = end - start
+    if span + 1 < num_frames and float(start).is_integer() and float(end).is_integer():
+        return [float(start + i) for i in range(int(span) + 1)]
+    step = span / (num_frames - 1)
+    return [round(start + i * step, 4) for i in range(num_frames)]
+
+
+def clip_done(clip_dir: Path) -> bool:
+    """A clip is finished once its clip.json exists (render.py writes it last)."""
+    return (clip_dir / CLIP_FILE).is_file()
+
+
+def finished_asset(asset_dir: Path) -> dict | None:
+    """The stored result of an asset whose clips are all finished (for resume), else None."""
+    try:
+        record = json.loads((asset_dir / ASSET_FILE).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if record.get("status") == "ok" and not all(
+        clip_done(asset_dir / folder) for folder in record.get("clip_folders", [])
+    ):
+        return None
+    return record if record.get("status") in ("ok", "skipped") else None
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
