@@ -1,0 +1,158 @@
+"""Generate, cancel and fetch: the scene side of a job (thin glue between properties and job.py)."""
+
+from __future__ import annotations
+
+import logging
+
+import bpy
+from bpy.app.handlers import persistent
+
+from . import job, preferences, reference, result_plane, results, runtime
+from ._light import light_module
+
+drags_mod = light_module("drags")
+protocol = light_module("protocol")
+log = logging.getLogger(__name__)
+
+
+class GenerateError(RuntimeError):
+    """Generate cannot start; the message tells the artist what to do."""
+
+
+def scene_drags(scene: bpy.types.Scene) -> list:
+    drags = [drags_mod.Drag(tuple(d.start), tuple(d.end)) for d in scene.puppet_master.drags]
+    if not drags:
+        raise GenerateError("draw at least one drag (Draw Drags) before generating")
+    try:
+        drags_mod.validate_drags(drags)
+    except drags_mod.DragError as exc:
+        raise GenerateError(str(exc)) from exc
+    return drags
+
+
+def scene_settings(scene: bpy.types.Scene, prefs) -> job.GenerationSettings:
+    props = scene.puppet_master
+    if props.use_scene_settings:
+        return job.GenerationSettings(steps=props.steps, guidance=props.guidance, seed=props.seed)
+    return job.GenerationSettings(steps=prefs.default_steps, guidance=prefs.default_guidance, seed=prefs.default_seed)
+
+
+def _controller(prefs) -> job.JobController:
+    return job.JobController(prefs.endpoint, prefs.server_key.strip() or None)
+
+
+def start(scene: bpy.types.Scene) -> job.JobController:
+    """Submit the scene's reference and drags; returns at once (the timer follows the job)."""
+    props = scene.puppet_master
+    if scene.name in runtime.STATE.controllers:
+        raise GenerateError("a job is already running for this scene: wait for it or cancel it")
+    prefs = preferences.get()
+    drags = scene_drags(scene)
+    image_png = reference.reference_png(scene)
+    settings = scene_settings(scene, prefs)
+    controller = _controller(prefs)
+    try:
+        controller.submit(image_png, drags, settings)
+    except (protocol.ProtocolError, ValueError) as exc:
+        controller.close()
+        raise GenerateError(f"cannot submit: {exc}") from exc
+    runtime.STATE.controllers[scene.name] = controller
+    props.job_endpoint = prefs.endpoint
+    props.job_id = ""
+    apply_snapshot(scene, controller.snapshot)
+    runtime.ensure_timer()
+    return controller
+
+
+def attach(scene: bpy.types.Scene, job_id: str | None = None) -> job.JobController:
+    """Follow or collect job ``job_id`` (default: the one saved in the scene)."""
+    props = scene.puppet_master
+    job_id = job_id or props.job_id
+    if not job_id:
+        raise GenerateError("this scene has no job to fetch")
+    if scene.name in runtime.STATE.controllers:
+        raise GenerateError("a job is already being followed for this scene")
+    prefs = preferences.get()
+    controller = job.JobController(props.job_endpoint or prefs.endpoint, prefs.server_key.strip() or None)
+    try:
+        controller.attach(job_id)
+    except (protocol.ProtocolError, ValueError) as exc:
+        controller.close()
+        raise GenerateError(f"cannot fetch job {job_id!r}: {exc}") from exc
+    runtime.STATE.controllers[scene.name] = controller
+    apply_snapshot(scene, controller.snapshot)
+    runtime.ensure_timer()
+    return controller
+
+
+def cancel(scene: bpy.types.Scene) -> bool:
+    controller = runtime.STATE.controllers.get(scene.name)
+    if controller is None:
+        return False
+    controller.cancel()
+    apply_snapshot(scene, controller.snapshot)
+    return True
+
+
+def apply_snapshot(scene: bpy.types.Scene, snapshot: job.JobSnapshot) -> None:
+    """Copy a job snapshot into the scene (saved with the .blend); on a result, save frames and build the plane."""
+    props = scene.puppet_master
+    if snapshot.job_id:
+        props.job_id = snapshot.job_id
+    props.job_progress = snapshot.progress
+    props.job_status_text = snapshot.status
+    props.job_error = snapshot.error
+    state = snapshot.state
+    if state == job.DONE and snapshot.frames:
+        try:
+            finish(scene, snapshot)
+        except Exception as exc:  # the frames or the plane failed: keep the job, tell the artist
+            log.exception("saving the result failed")
+            state = job.ERROR
+            props.job_error = f"Result received but could not be saved: {exc}"
+    props.job_state = state
+
+
+def finish(scene: bpy.types.Scene, snapshot: job.JobSnapshot) -> bpy.types.Object:
+    props = scene.puppet_master
+    prefs = preferences.get()
+    folder = results.result_folder(prefs.output_folder, bpy.data.filepath, snapshot.job_id)
+    paths = results.write_frames(folder, snapshot.frames)
+    props.result_folder = str(folder)
+    return result_plane.build_plane(scene, paths, snapshot.job_id, replace=props.replace_result)
+
+
+@persistent
+def on_load_post(*_args) -> None:
+    """After opening a .blend: collect the results of jobs that were in flight when it was saved."""
+    for scene in bpy.data.scenes:
+        props = getattr(scene, "puppet_master", None)
+        if props is None or not props.job_id or props.job_state not in job.ACTIVE_STATES:
+            continue
+        try:
+            attach(scene)
+        except GenerateError as exc:
+            props.job_state = job.ERROR
+            props.job_error = str(exc)
+
+
+@persistent
+def on_load_pre(*_args) -> None:
+    """Before another .blend replaces this one: stop following its jobs (they go on in the backend)."""
+    for controller in runtime.STATE.controllers.values():
+        controller.close()
+    runtime.STATE.controllers.clear()
+
+
+_HANDLERS = ((bpy.app.handlers.load_pre, on_load_pre), (bpy.app.handlers.load_post, on_load_post))
+
+
+def register() -> None:
+    for handlers, function in _HANDLERS:
+        handlers.append(function)
+
+
+def unregister() -> None:
+    for handlers, function in _HANDLERS:
+        if function in handlers:
+            handlers.remove(function)

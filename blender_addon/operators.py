@@ -1,0 +1,233 @@
+"""Operators: reference render, drags (numeric), generate, cancel, fetch, ping, local backend."""
+
+
+import bpy
+from bpy.props import IntProperty, StringProperty
+
+from . import backend_process, camera_frame, generation, job, preferences, reference, reference_image, runtime
+from ._light import light_module
+
+drags_mod = light_module("drags")
+
+
+class PUPPET_OT_render_reference(bpy.types.Operator):
+    """Render the active camera (square, transparent film, on white) as the reference image"""
+
+    bl_idname = "puppet_master.render_reference"
+    bl_label = "Render Reference"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        scene = context.scene
+        try:
+            image = reference.render_reference(scene, scene.puppet_master.reference_size)
+        except (camera_frame.CameraFrameError, reference_image.ReferenceImageError, RuntimeError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        update_drag_warning(scene, self)
+        note = scene.puppet_master.reference_note
+        self.report({"INFO"}, f"Reference rendered: {image.size[0]}x{image.size[1]}" + (f". {note}" if note else ""))
+        return {"FINISHED"}
+
+
+def update_drag_warning(scene, operator=None) -> str:
+    """Recompute the off-object warning, store it for the panel and report it."""
+    try:
+        text = reference.drag_warning_text(reference.off_object_drags(scene))
+    except reference_image.ReferenceImageError as exc:
+        text = f"Cannot check drags against the reference: {exc}"
+    scene.puppet_master.drag_warning = text
+    if text and operator is not None:
+        operator.report({"WARNING"}, text)
+    return text
+
+
+class PUPPET_OT_drag_add(bpy.types.Operator):
+    """Add a drag in the middle of the frame (edit it numerically or with Draw Drags)"""
+
+    bl_idname = "puppet_master.drag_add"
+    bl_label = "Add Drag"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        props = context.scene.puppet_master
+        if len(props.drags) >= drags_mod.MAX_DRAGS:
+            self.report({"ERROR"}, f"the model takes at most {drags_mod.MAX_DRAGS} drags")
+            return {"CANCELLED"}
+        drag = props.drags.add()
+        drag.start, drag.end = (0.5, 0.5), (0.6, 0.5)
+        props.active_drag = len(props.drags) - 1
+        update_drag_warning(context.scene, self)
+        return {"FINISHED"}
+
+
+class PUPPET_OT_drag_remove(bpy.types.Operator):
+    """Delete a drag"""
+
+    bl_idname = "puppet_master.drag_remove"
+    bl_label = "Remove Drag"
+    bl_options = {"REGISTER", "UNDO"}
+
+    index: IntProperty(default=-1)
+
+    def execute(self, context):
+        props = context.scene.puppet_master
+        index = self.index if self.index >= 0 else props.active_drag
+        if not 0 <= index < len(props.drags):
+            self.report({"ERROR"}, f"there is no drag {index + 1}")
+            return {"CANCELLED"}
+        props.drags.remove(index)
+        props.active_drag = max(0, min(props.active_drag, len(props.drags) - 1))
+        update_drag_warning(context.scene)
+        return {"FINISHED"}
+
+
+class PUPPET_OT_check_drags(bpy.types.Operator):
+    """Warn about drags that start off the object"""
+
+    bl_idname = "puppet_master.check_drags"
+    bl_label = "Check Drags"
+
+    def execute(self, context):
+        text = update_drag_warning(context.scene, self)
+        if not text:
+            self.report({"INFO"}, "Every drag starts on the object")
+        return {"FINISHED"}
+
+
+class PUPPET_OT_generate(bpy.types.Operator):
+    """Send the reference and drags to the backend; the result appears as a plane in the camera view (Esc cancels)"""
+
+    bl_idname = "puppet_master.generate"
+    bl_label = "Generate"
+
+    def _start(self, context) -> bool:
+        scene = context.scene
+        try:
+            update_drag_warning(scene, self)
+            generation.start(scene)
+        except (generation.GenerateError, reference_image.ReferenceImageError) as exc:
+            scene.puppet_master.job_error = str(exc)
+            self.report({"ERROR"}, str(exc))
+            return False
+        return True
+
+    def execute(self, context):
+        return {"FINISHED"} if self._start(context) else {"CANCELLED"}
+
+    def invoke(self, context, event):
+        if not self._start(context):
+            return {"CANCELLED"}
+        self._scene = context.scene.name
+        context.window_manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        if self._scene not in runtime.STATE.controllers:
+            props = bpy.data.scenes[self._scene].puppet_master if self._scene in bpy.data.scenes else None
+            if props is not None and props.job_state == job.ERROR:
+                self.report({"ERROR"}, props.job_error)
+            elif props is not None and props.job_state == job.DONE:
+                self.report({"INFO"}, f"Puppet-Master: result saved to {props.result_folder}")
+            return {"FINISHED"}
+        if event.type == "ESC" and event.value == "PRESS":
+            generation.cancel(bpy.data.scenes[self._scene])
+            self.report({"INFO"}, "Cancelling the Puppet-Master job")
+        return {"PASS_THROUGH"}
+
+
+class PUPPET_OT_cancel(bpy.types.Operator):
+    """Cancel the running job"""
+
+    bl_idname = "puppet_master.cancel"
+    bl_label = "Cancel"
+
+    def execute(self, context):
+        if not generation.cancel(context.scene):
+            self.report({"WARNING"}, "no job is running")
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class PUPPET_OT_fetch_result(bpy.types.Operator):
+    """Fetch the result of the job saved in this scene (or another job id)"""
+
+    bl_idname = "puppet_master.fetch_result"
+    bl_label = "Fetch Result"
+
+    job_id: StringProperty(name="Job", default="")
+
+    def execute(self, context):
+        try:
+            generation.attach(context.scene, self.job_id or None)
+        except generation.GenerateError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class PUPPET_OT_ping(bpy.types.Operator):
+    """Ask the backend for its model and device (answers within a few seconds; Blender does not wait)"""
+
+    bl_idname = "puppet_master.ping"
+    bl_label = "Check Connection"
+
+    def execute(self, context):
+        prefs = preferences.get(context)
+        if runtime.STATE.pinger is not None:
+            runtime.STATE.pinger.client.close()
+        runtime.STATE.pinger = job.Pinger(prefs.endpoint, prefs.server_key.strip() or None)
+        runtime.STATE.connection_text = f"Contacting {prefs.endpoint}..."
+        runtime.ensure_timer()
+        return {"FINISHED"}
+
+
+class PUPPET_OT_backend_start(bpy.types.Operator):
+    """Start `puppet-master serve` on this machine with the Python and model options from the preferences"""
+
+    bl_idname = "puppet_master.backend_start"
+    bl_label = "Start Local Backend"
+
+    def execute(self, context):
+        prefs = preferences.get(context)
+        settings = backend_process.LaunchSettings(prefs.backend_python, prefs.endpoint, prefs.backend_model_args)
+        try:
+            runtime.STATE.backend.start(settings)
+        except backend_process.BackendLaunchError as exc:
+            runtime.STATE.backend_error = str(exc)
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        runtime.STATE.backend_error = ""
+        runtime.STATE.backend_watch = True
+        runtime.ensure_timer()
+        self.report({"INFO"}, f"Local backend starting (log: {runtime.STATE.backend.log_path})")
+        return {"FINISHED"}
+
+
+class PUPPET_OT_backend_stop(bpy.types.Operator):
+    """Stop the local backend started from Blender"""
+
+    bl_idname = "puppet_master.backend_stop"
+    bl_label = "Stop Local Backend"
+
+    def execute(self, context):
+        if not runtime.STATE.backend.running:
+            self.report({"WARNING"}, "no local backend is running")
+            return {"CANCELLED"}
+        runtime.STATE.backend_watch = False
+        runtime.STATE.backend.stop()
+        return {"FINISHED"}
+
+
+classes = (
+    PUPPET_OT_render_reference,
+    PUPPET_OT_drag_add,
+    PUPPET_OT_drag_remove,
+    PUPPET_OT_check_drags,
+    PUPPET_OT_generate,
+    PUPPET_OT_cancel,
+    PUPPET_OT_fetch_result,
+    PUPPET_OT_ping,
+    PUPPET_OT_backend_start,
+    PUPPET_OT_backend_stop,
+)

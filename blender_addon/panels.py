@@ -1,0 +1,113 @@
+"""The sidebar panel (3D viewport > N > Puppet-Master) and the status-bar progress."""
+
+from __future__ import annotations
+
+import bpy
+
+from . import job, runtime
+
+
+class PUPPET_UL_drags(bpy.types.UIList):
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0):
+        row = layout.row(align=True)
+        row.label(text=f"{index + 1}")
+        row.prop(item, "start", text="")
+        row.label(icon="FORWARD")
+        row.prop(item, "end", text="")
+
+
+class PUPPET_PT_main(bpy.types.Panel):
+    bl_label = "Puppet-Master"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Puppet-Master"
+
+    def draw(self, context):
+        layout = self.layout
+        props = context.scene.puppet_master
+
+        box = layout.box()
+        box.label(text="Reference", icon="IMAGE_DATA")
+        box.operator("puppet_master.render_reference", icon="RENDER_STILL")
+        box.template_ID(props, "reference_image", open="image.open")
+        box.prop(props, "reference_size")
+        if props.reference_note:
+            box.label(text=props.reference_note, icon="INFO")
+
+        box = layout.box()
+        box.label(text=f"Drags ({len(props.drags)}/5)", icon="CON_TRACKTO")
+        box.operator("puppet_master.draw_drags", icon="GREASEPENCIL")
+        row = box.row()
+        row.template_list("PUPPET_UL_drags", "", props, "drags", props, "active_drag", rows=3)
+        col = row.column(align=True)
+        col.operator("puppet_master.drag_add", icon="ADD", text="")
+        col.operator("puppet_master.drag_remove", icon="REMOVE", text="").index = -1
+        if props.drag_warning:
+            box.label(text=props.drag_warning, icon="ERROR")
+
+        box = layout.box()
+        box.label(text="Generate", icon="SEQUENCE")
+        box.prop(props, "use_scene_settings")
+        if props.use_scene_settings:
+            row = box.row(align=True)
+            row.prop(props, "steps")
+            row.prop(props, "guidance")
+            row.prop(props, "seed")
+        box.prop(props, "replace_result")
+        active = context.scene.name in runtime.STATE.controllers
+        if active:
+            box.progress(factor=props.job_progress, type="BAR", text=props.job_status_text or props.job_state.title())
+            box.operator("puppet_master.cancel", icon="CANCEL")
+        else:
+            box.operator("puppet_master.generate", icon="PLAY")
+            if props.job_status_text:
+                box.label(text=props.job_status_text)
+        if props.job_error:
+            col = box.column()
+            col.alert = True
+            for line in _wrap(props.job_error, 60):
+                col.label(text=line)
+        if props.job_id:
+            row = box.row()
+            row.label(text=f"Job {props.job_id[:8]} ({props.job_state.lower()})")
+            if not active:
+                row.operator("puppet_master.fetch_result", icon="IMPORT", text="Fetch")
+        if props.result_folder:
+            box.label(text=props.result_folder, icon="FILE_FOLDER")
+
+        box = layout.box()
+        box.label(text="Backend", icon="LINKED")
+        box.operator("puppet_master.ping")
+        if runtime.STATE.connection_text:
+            for line in _wrap(runtime.STATE.connection_text, 60):
+                box.label(text=line)
+        for line in runtime.backend_status_lines():
+            box.label(text=line)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    import textwrap
+
+    return [line for paragraph in text.splitlines() for line in (textwrap.wrap(paragraph, width) or [""])]
+
+
+def draw_status(self, context) -> None:
+    scene = context.scene
+    if scene is None or scene.name not in runtime.STATE.controllers:
+        return
+    props = scene.puppet_master
+    if props.job_state in job.ACTIVE_STATES:
+        self.layout.progress(
+            factor=props.job_progress, type="BAR", text=f"Puppet-Master: {props.job_status_text or props.job_state.title()}"
+        )
+
+
+classes = (PUPPET_UL_drags, PUPPET_PT_main)
+
+
+def register() -> None:
+    bpy.types.STATUSBAR_HT_header.append(draw_status)
+
+
+def unregister() -> None:
+    bpy.types.STATUSBAR_HT_header.remove(draw_status)

@@ -1,0 +1,85 @@
+"""Scene data saved in the .blend: drags, reference image, generation settings, job state."""
+
+
+import bpy
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    FloatVectorProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
+
+from . import job
+
+JOB_STATES = [(state, state.title(), "") for state in job.STATES]
+
+
+def _redraw(_self, context) -> None:
+    screen = getattr(context, "screen", None)
+    if screen is not None:
+        for area in screen.areas:
+            if area.type in {"VIEW_3D", "PROPERTIES"}:
+                area.tag_redraw()
+
+
+class PUPPET_PG_drag(bpy.types.PropertyGroup):
+    start: FloatVectorProperty(
+        name="Start", size=2, min=0.0, max=1.0, precision=3, update=_redraw,
+        description="Where the drag starts, as fractions of the square camera frame (x right, y down)",
+    )  # fmt: skip
+    end: FloatVectorProperty(
+        name="End", size=2, min=0.0, max=1.0, precision=3, update=_redraw,
+        description="Where the dragged point should move to (x right, y down)",
+    )  # fmt: skip
+
+
+class PUPPET_PG_scene(bpy.types.PropertyGroup):
+    drags: CollectionProperty(type=PUPPET_PG_drag)
+    active_drag: IntProperty(name="Active Drag", default=0, min=0)
+    reference_image: PointerProperty(
+        name="Reference", type=bpy.types.Image,
+        description="The image the model animates: rendered from the active camera, or one you pick",
+    )  # fmt: skip
+    reference_alpha: PointerProperty(
+        name="Reference Alpha", type=bpy.types.Image,
+        description="The transparent render behind the reference (used to warn about drags off the object)",
+    )  # fmt: skip
+    reference_note: StringProperty(name="Reference Note", default="")
+    drag_warning: StringProperty(name="Drag Warning", default="")
+    reference_size: IntProperty(name="Reference Size", default=256, min=64, max=1024, subtype="PIXEL")
+
+    use_scene_settings: BoolProperty(
+        name="Override Defaults", default=False,
+        description="Use the steps, guidance and seed below instead of the add-on preferences",
+    )  # fmt: skip
+    steps: IntProperty(name="Steps", default=25, min=1, max=200)
+    guidance: FloatProperty(name="Guidance", default=5.0, min=0.0, max=50.0)
+    seed: IntProperty(name="Seed", default=0, min=0)
+    replace_result: BoolProperty(
+        name="Replace Previous Result", default=True,
+        description="Replace the last result plane; off adds a new variant beside it",
+    )  # fmt: skip
+
+    job_id: StringProperty(name="Job", default="")
+    job_endpoint: StringProperty(name="Job Endpoint", default="")
+    job_state: EnumProperty(name="Job State", items=JOB_STATES, default="IDLE")
+    job_progress: FloatProperty(name="Progress", default=0.0, min=0.0, max=1.0, subtype="FACTOR")
+    job_status_text: StringProperty(name="Status", default="")
+    job_error: StringProperty(name="Error", default="")
+    result_folder: StringProperty(name="Result Folder", default="", subtype="DIR_PATH")
+    result_object: PointerProperty(name="Result Plane", type=bpy.types.Object)
+
+
+classes = (PUPPET_PG_drag, PUPPET_PG_scene)
+
+
+def register() -> None:
+    bpy.types.Scene.puppet_master = PointerProperty(type=PUPPET_PG_scene)
+
+
+def unregister() -> None:
+    del bpy.types.Scene.puppet_master

@@ -1,0 +1,97 @@
+"""The result: a camera-parented plane showing the frames as an image sequence (thin bpy code)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+
+from . import camera_frame
+from .reference import camera_frame_corners, check_camera
+
+PLANE_PREFIX = "PM Result"
+#: distance of the plane in front of the camera, as a multiple of the camera's clip start
+CLIP_START_FACTOR = 1.5
+#: at least this far in front of the camera, metres (when clip start is tiny)
+MIN_DEPTH = 0.1
+
+
+def plane_depth(camera: bpy.types.Object) -> float:
+    clip_start = camera.data.clip_start
+    return max(MIN_DEPTH, clip_start * CLIP_START_FACTOR)
+
+
+def _material(name: str, image: bpy.types.Image, frames: int, start_frame: int) -> bpy.types.Material:
+    material = bpy.data.materials.new(name)
+    material.use_nodes = True
+    tree = material.node_tree
+    tree.nodes.clear()
+    output = tree.nodes.new("ShaderNodeOutputMaterial")
+    emission = tree.nodes.new("ShaderNodeEmission")
+    texture = tree.nodes.new("ShaderNodeTexImage")
+    texture.image = image
+    texture.interpolation = "Closest"
+    user = texture.image_user
+    user.frame_duration = frames
+    user.frame_start = start_frame
+    user.frame_offset = -1  # scene frame `start_frame` shows frame_0000.png
+    user.use_auto_refresh = True
+    user.use_cyclic = False
+    tree.links.new(texture.outputs["Color"], emission.inputs["Color"])
+    tree.links.new(emission.outputs["Emission"], output.inputs["Surface"])
+    texture.location, emission.location, output.location = (-400, 0), (-150, 0), (100, 0)
+    return material
+
+
+def build_plane(
+    scene: bpy.types.Scene, frame_paths: list[Path], job_id: str, *, replace: bool = True
+) -> bpy.types.Object:
+    """A plane exactly covering the model's square in the camera view, textured with the frames."""
+    camera = check_camera(scene)
+    props = scene.puppet_master
+    if replace and props.result_object is not None:
+        remove_plane(props.result_object)
+    image = bpy.data.images.load(str(frame_paths[0]), check_existing=False)
+    image.name = f"{PLANE_PREFIX} {job_id[:8]}"
+    image.source = "SEQUENCE"
+    image.colorspace_settings.name = "sRGB"
+    start = scene.frame_start
+    count = len(frame_paths)
+    material = _material(f"{PLANE_PREFIX} {job_id[:8]}", image, count, start)
+
+    depth = plane_depth(camera)
+    placement = camera_frame.result_plane(
+        camera_frame_corners(scene, camera), depth, perspective=camera.data.type == "PERSP"
+    )
+    half = placement.side / 2.0
+    mesh = bpy.data.meshes.new(f"{PLANE_PREFIX} {job_id[:8]}")
+    mesh.from_pydata([(-half, -half, 0), (half, -half, 0), (half, half, 0), (-half, half, 0)], [], [(0, 1, 2, 3)])
+    uv = mesh.uv_layers.new(name="UVMap")
+    for loop, coords in zip(mesh.loops, ((0, 0), (1, 0), (1, 1), (0, 1)), strict=True):
+        uv.data[loop.index].uv = coords
+    mesh.materials.append(material)
+    mesh.update()
+    plane = bpy.data.objects.new(f"{PLANE_PREFIX} {job_id[:8]}", mesh)
+    scene.collection.objects.link(plane)
+    plane.parent = camera
+    plane.matrix_parent_inverse.identity()
+    plane.location = placement.centre
+    plane.rotation_euler = (0.0, 0.0, 0.0)
+    plane.scale = (1.0, 1.0, 1.0)
+    plane["puppet_master_job"] = job_id
+    plane.visible_shadow = False
+    scene.frame_end = max(scene.frame_end, start + count - 1)
+    props.result_object = plane
+    return plane
+
+
+def remove_plane(plane: bpy.types.Object) -> None:
+    """Delete a previous result plane with its mesh and material (the frames on disk stay)."""
+    mesh = plane.data
+    materials = [m for m in mesh.materials if m is not None]
+    bpy.data.objects.remove(plane)
+    if mesh.users == 0:
+        bpy.data.meshes.remove(mesh)
+    for material in materials:
+        if material.users == 0:
+            bpy.data.materials.remove(material)

@@ -1,0 +1,60 @@
+"""Where generated frames go and how they are written (no bpy)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+#: frame file names: frame_0000.png, frame_0001.png, ... (Blender reads them as one sequence)
+FRAME_PATTERN = "frame_{:04d}.png"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+class ResultError(RuntimeError):
+    """Frames that cannot be saved; the message names the file or the problem."""
+
+
+def result_folder(output_folder: str, blend_path: str, job_id: str) -> Path:
+    """The folder for one job's frames.
+
+    ``output_folder`` may be Blender-relative (``//puppet_master``): it is resolved beside the
+    .blend, or inside the system temp folder when the file was never saved.
+    """
+    if not job_id or any(c in job_id for c in "/\\.:"):
+        raise ResultError(f"job id {job_id!r} cannot be used as a folder name")
+    folder = output_folder or "//puppet_master"
+    if folder.startswith("//"):
+        base = Path(blend_path).parent if blend_path else Path(tempfile.gettempdir()) / "puppet_master_unsaved"
+        root = base / folder[2:]
+    else:
+        root = Path(folder).expanduser()
+    return root / job_id
+
+
+def write_frames(folder: Path, frames: Sequence[bytes]) -> list[Path]:
+    """Write PNG frames as ``frame_0000.png`` ... (each via a temp file, so a crash leaves no half file)."""
+    if not frames:
+        raise ResultError("the result has no frames")
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, data in enumerate(frames):
+        if not bytes(data[:8]) == PNG_SIGNATURE:
+            raise ResultError(f"frame {index} of the result is not a PNG image")
+        path = folder / FRAME_PATTERN.format(index)
+        tmp = path.with_suffix(".png.part")
+        tmp.write_bytes(bytes(data))
+        os.replace(tmp, path)
+        paths.append(path)
+    return paths
+
+
+def existing_frames(folder: Path) -> list[Path]:
+    """The frames already saved in ``folder`` (in order), e.g. to rebuild a plane without the backend."""
+    paths = []
+    index = 0
+    while (folder / FRAME_PATTERN.format(index)).exists():
+        paths.append(folder / FRAME_PATTERN.format(index))
+        index += 1
+    return paths
