@@ -1,0 +1,256 @@
+"""Drag samples from a clip's tracked points and cameras (paper Sec. 4, "drag sampling").
+
+For each chosen window of N = 14 frames and each view:
+
+1. group the points into independently moving parts (``part_groups``); static parts get no drag;
+2. per group, draw one start point among the points visible in this view at the window's first
+   frame, with probability proportional to the point's 3D path length over the window (an
+   "ungrouped" deforming part gets a random count of 1..K_max drags, as in the paper);
+3. project the point's 3D trajectory with the saved camera (``puppet_master.cameras``);
+4. de-duplicate: of two drags with ``sum_n ||v_i^n - v_j^n|| <= dedup_px_per_frame * N`` (pixels at
+   ``reference_size``) one is removed at random (paper: 20 per frame; released loader: 10, then it
+   keeps each drag but the longest with probability ``min(1, 2 * length / longest)``);
+5. keep at most K_max = 5.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from dataset_tools.clip_folder import Clip, Tracks
+from dataset_tools.drag_schema import make_sample
+from dataset_tools.part_groups import GROUP_UNGROUPED, GroupingSettings, group_points
+from puppet_master import cameras
+from puppet_master.drags import DATA_MARGIN, MAX_DRAGS, NUM_FRAMES, trajectories_to_array
+
+#: de-duplication presets: (pixels per frame at 256x256, length-based keep probability)
+DEDUP_PRESETS = {"paper": (20.0, False), "released": (10.0, True)}
+
+
+@dataclass
+class SamplerSettings:
+    num_frames: int = NUM_FRAMES
+    max_drags: int = MAX_DRAGS
+    #: windows (start frame + stride) per clip, at most; every view gets one sample per window
+    samples_per_view: int = 1
+    #: frame step inside a window; None = (T - 1) / (N - 1), so the window spans the whole clip
+    #: (frame indices are then rounded), with several windows only when a fixed stride leaves room
+    stride: int | None = None
+    #: further windows start where the window motion is at least this fraction of the best window's
+    window_motion_fraction: float = 0.5
+    dedup_px_per_frame: float = DEDUP_PRESETS["paper"][0]
+    length_keep: bool = DEDUP_PRESETS["paper"][1]
+    #: image size at which pixel thresholds are measured (the spec's 256x256)
+    reference_size: int = 256
+    #: drags whose 2D point never gets this far from its start (pixels at reference_size) are dropped
+    min_drag_px: float = 2.0
+    #: drags must stay within [-margin, 1 + margin] of the image
+    margin: float = DATA_MARGIN
+    grouping: GroupingSettings = field(default_factory=GroupingSettings)
+
+    def __post_init__(self) -> None:
+        if self.num_frames < 2:
+            raise ValueError(f"num_frames must be at least 2, got {self.num_frames}")
+        if not 1 <= self.max_drags <= MAX_DRAGS:
+            raise ValueError(f"max_drags must be within 1..{MAX_DRAGS}, got {self.max_drags}")
+        if self.samples_per_view < 1:
+            raise ValueError(f"samples_per_view must be at least 1, got {self.samples_per_view}")
+        if self.stride is not None and self.stride < 1:
+            raise ValueError(f"stride must be at least 1, got {self.stride}")
+        if self.dedup_px_per_frame < 0:
+            raise ValueError(f"dedup threshold must be >= 0, got {self.dedup_px_per_frame}")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def clip_rng(seed: int, clip_id: str) -> np.random.Generator:
+    """A generator that depends on the seed and the clip only (not on order or sharding)."""
+    digest = hashlib.sha256(clip_id.encode()).digest()
+    return np.random.default_rng([seed, int.from_bytes(digest[:8], "little")])
+
+
+# --- windows ---------------------------------------------------------------------------------------
+
+
+def window_frames(start: int, stride: float, num_frames: int, total: int) -> list[int]:
+    """Frame indices of a window (rounded when the stride is fractional); past the end the last frame is held."""
+    return [min(int(np.floor(start + n * stride + 0.5)), total - 1) for n in range(num_frames)]
+
+
+def auto_stride(total: int, num_frames: int) -> float:
+    """The step that spreads the window over the whole clip (1 for clips shorter than the window)."""
+    return max(1.0, (total - 1) / (num_frames - 1))
+
+
+def choose_windows(points: np.ndarray, settings: SamplerSettings, rng: np.random.Generator) -> list[tuple[int, float]]:
+    """``(start, stride)`` of each window: the most moving window first, then random ones that move.
+
+    With the automatic stride the single window spans the clip; with a fixed stride, windows start
+    where the motion inside them is at least ``window_motion_fraction`` of the best window's.
+    """
+    total = points.shape[0]
+    n = settings.num_frames
+    stride = float(settings.stride) if settings.stride else auto_stride(total, n)
+    last_start = max(0, int(np.floor(total - 1 - (n - 1) * stride + 1e-9)))
+    starts = np.arange(last_start + 1)
+    motion = np.array(
+        [np.linalg.norm(np.diff(points[window_frames(s, stride, n, total)], axis=0), axis=-1).sum() for s in starts]
+    )
+    best = int(starts[np.argmax(motion)])
+    windows = [(best, stride)]
+    good = [int(s) for s in starts[motion >= settings.window_motion_fraction * motion.max()] if s != best]
+    rng.shuffle(good)
+    windows += [(s, stride) for s in good[: settings.samples_per_view - 1]]
+    return windows
+
+
+# --- de-duplication --------------------------------------------------------------------------------
+
+
+def trajectory_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """``sum_n ||a_n - b_n||`` of two ``(N, 2)`` trajectories."""
+    return float(np.linalg.norm(a - b, axis=-1).sum())
+
+
+def path_length(traj: np.ndarray) -> float:
+    return float(np.linalg.norm(np.diff(traj, axis=0), axis=-1).sum())
+
+
+def deduplicate(
+    trajectories: list[np.ndarray],
+    rng: np.random.Generator,
+    *,
+    threshold_px_per_frame: float,
+    length_keep: bool = False,
+    reference_size: int = 256,
+) -> list[int]:
+    """Indices of the drags kept (normalised ``(N, 2)`` trajectories measured at ``reference_size``).
+
+    Of two drags within the threshold one is removed at random: drags are visited in random order and
+    each is kept unless it is within the threshold of one already kept. With ``length_keep`` (the
+    released loader) every kept drag but the longest survives with probability
+    ``min(1, 2 * length / longest)``.
+    """
+    if not trajectories:
+        return []
+    px = [np.asarray(t, dtype=np.float64) * reference_size for t in trajectories]
+    limit = threshold_px_per_frame * px[0].shape[0]
+    kept: list[int] = []
+    for i in rng.permutation(len(px)):
+        if all(trajectory_distance(px[i], px[j]) > limit for j in kept):
+            kept.append(int(i))
+    if length_keep and len(kept) > 1:
+        lengths = {i: path_length(px[i]) for i in kept}
+        longest = max(kept, key=lengths.__getitem__)
+        top = lengths[longest]
+        kept = [i for i in kept if i == longest or rng.random() < min(1.0, 2.0 * lengths[i] / top)]
+    return kept
+
+
+# --- sampling --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Candidate:
+    group: str
+    point: int
+    trajectory: np.ndarray  # (N, 2) normalised
+
+
+def _draw(indices: np.ndarray, weights: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    count = min(count, len(indices))
+    p = weights / weights.sum() if weights.sum() > 0 else None
+    return rng.choice(indices, size=count, replace=False, p=p)
+
+
+def sample_view(
+    tracks: Tracks,
+    groups: list,
+    frames: list[int],
+    view: int,
+    intrinsics: np.ndarray,
+    w2c: np.ndarray,
+    image_size: tuple[int, int],
+    settings: SamplerSettings,
+    rng: np.random.Generator,
+) -> tuple[list[Candidate], str]:
+    """The drags of one view and window, and a reason when there are none."""
+    width, height = image_size
+    window = tracks.points[frames]  # (N, S, 3)
+    path3d = np.linalg.norm(np.diff(window, axis=0), axis=-1).sum(axis=0)  # (S,)
+    visible = tracks.visibility[view, frames[0]]
+    candidates: list[Candidate] = []
+    for group in groups:
+        idx = group.indices[visible[group.indices]]
+        if len(idx) == 0:
+            continue
+        pixels, depth = cameras.project(window[:, idx], intrinsics, w2c)  # (N, M, 2), (N, M)
+        norm = cameras.pixels_to_normalized(pixels, width, height)
+        inside = (depth > 0).all(axis=0) & (
+            (norm >= -settings.margin) & (norm <= 1 + settings.margin)
+        ).all(axis=(0, 2))
+        inside &= ((norm[0] >= 0) & (norm[0] <= 1)).all(axis=1)  # the start point must be in the image
+        reach_px = np.linalg.norm(norm - norm[:1], axis=-1).max(axis=0) * settings.reference_size
+        usable = inside & (reach_px >= settings.min_drag_px)
+        if not usable.any():
+            continue
+        local = np.flatnonzero(usable)
+        count = int(rng.integers(1, settings.max_drags + 1)) if group.kind == GROUP_UNGROUPED else 1
+        for j in _draw(local, path3d[idx[local]], count, rng):
+            candidates.append(Candidate(group.label, int(idx[j]), norm[:, j]))
+    if not candidates:
+        return [], "no moving part visible in this view"
+    kept = deduplicate(
+        [c.trajectory for c in candidates],
+        rng,
+        threshold_px_per_frame=settings.dedup_px_per_frame,
+        length_keep=settings.length_keep,
+        reference_size=settings.reference_size,
+    )
+    if len(kept) > settings.max_drags:
+        lengths = np.array([path_length(candidates[i].trajectory) for i in kept]) + 1e-9
+        kept = [int(i) for i in rng.choice(kept, size=settings.max_drags, replace=False, p=lengths / lengths.sum())]
+    return [candidates[i] for i in kept], ""
+
+
+def sample_clip(clip: Clip, settings: SamplerSettings, seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """Samples (drags.json records) for every view and window of a clip, and the skipped views."""
+    rng = clip_rng(seed, clip.clip_id)
+    tracks = clip.tracks
+    k_all, w2c_all, image_size = cameras.load_camera_arrays(clip.cameras)
+    samples: list[dict] = []
+    skipped: list[dict] = []
+    for start, stride in choose_windows(tracks.points, settings, rng):
+        frames = window_frames(start, stride, settings.num_frames, tracks.num_frames)
+        grouping = group_points(
+            tracks.points[frames],
+            tracks.part_ids,
+            tracks.part_names,
+            tracks.bone_ids,
+            tracks.bone_names,
+            settings=settings.grouping,
+            rng=rng,
+        )
+        for view in range(len(k_all)):
+            drags, reason = sample_view(
+                tracks, grouping.groups, frames, view, k_all[view], w2c_all[view], image_size, settings, rng
+            )
+            if not drags:
+                reason = reason if grouping.groups else "no moving part (static clip)"
+                skipped.append({"view": view, "start_frame": start, "reason": reason})
+                continue
+            arr = trajectories_to_array(
+                [d.trajectory for d in drags], num_frames=settings.num_frames, max_drags=len(drags)
+            )
+            info = [
+                {"group": d.group, "point": d.point, "path_px": round(path_length(d.trajectory) * settings.reference_size, 3)}
+                for d in drags
+            ]
+            sample = make_sample(view, frames, stride, arr, info)
+            sample["static_parts"] = grouping.static_parts
+            samples.append(sample)
+    return samples, skipped
