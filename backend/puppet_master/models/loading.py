@@ -99,7 +99,8 @@ def unet_from_svd(
             f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
             f"unexpected {result.unexpected_keys[:5]}{'...' if len(result.unexpected_keys) > 5 else ''}"
         )
-    return model.to(next(svd.parameters()).dtype)
+    dtype = next(svd.parameters()).dtype
+    return model if dtype == model.dtype else model.to(dtype)
 
 
 def unet_from_released(
