@@ -23,7 +23,8 @@ sys.path.pop(0)
 BLENDER_TIMEOUT_S = 150
 
 # Installs the built zip into a fresh user folder, enables it and gives scripts `pm` (the add-on
-# package), `ext` (import one of its modules) and `emit(**values)` (report back to the test).
+# package), `ext` (import one of its modules), `emit(**values)` (report back to the test), `prefs()`
+# and `make_scene()` (a camera looking at a unit cube).
 PRELUDE = """
 import importlib, json, os, sys, time
 import bpy
@@ -38,6 +39,27 @@ _OUT = {}
 def emit(**values):
     _OUT.update(values)
     print("PM_RESULT:" + json.dumps(_OUT), flush=True)
+def prefs():
+    return bpy.context.preferences.addons[ADDON].preferences
+
+def make_scene(resolution=(64, 64), engine="BLENDER_WORKBENCH"):
+    bpy.ops.wm.read_homefile(use_empty=True)
+    scene = bpy.context.scene
+    scene.render.engine = engine
+    scene.render.resolution_x, scene.render.resolution_y = resolution
+    scene.render.resolution_percentage = 100
+    if engine == "CYCLES":
+        scene.cycles.device = "CPU"
+        scene.cycles.samples = 1
+    bpy.ops.mesh.primitive_cube_add(size=1.0, location=(0.0, 0.0, 0.0))
+    cube = bpy.context.active_object
+    cam_data = bpy.data.cameras.new("Cam")
+    cam = bpy.data.objects.new("Cam", cam_data)
+    scene.collection.objects.link(cam)
+    cam.location = (0.0, -4.0, 0.0)
+    cam.rotation_euler = (1.5707963267948966, 0.0, 0.0)
+    scene.camera = cam
+    return scene, cam, cube
 """
 
 
