@@ -150,6 +150,10 @@ def new_request_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
+def is_request_id(value: object) -> bool:
+    return isinstance(value, str) and _REQ_RE.match(value) is not None
+
+
 def is_job_id(value: object) -> bool:
     return isinstance(value, str) and _JOB_RE.match(value) is not None
 

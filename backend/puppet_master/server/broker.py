@@ -1,0 +1,453 @@
+"""The broker: clients on a ROUTER frontend, workers on a ROUTER backend, a bounded FIFO between.
+
+One thread runs :meth:`Broker.run`: it polls both sockets with a timeout, answers clients,
+hands the oldest waiting job to the worker idle longest, forwards workers' progress and final
+events to every client watching the job, writes results to the :class:`ResultStore`, and
+declares a worker lost when it misses heartbeats (or its local process exits), ending its job
+with ``worker_lost``. It never imports torch: a model crash cannot take it down.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import socket as socket_module
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import zmq
+
+from puppet_master import __version__, protocol
+from puppet_master.protocol import Message, ProtocolError
+from puppet_master.server.jobs import Job, JobQueue, Worker
+from puppet_master.server.store import ResultStore
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL_MS = 100  # longest the loop sleeps before housekeeping
+MAX_MESSAGES_PER_TURN = 200  # per socket, so neither side starves the other
+FRONTEND_RCVHWM = 100  # messages queued from clients (each may be 32 MiB)
+
+
+class WorkerSupervisor(Protocol):
+    """Local worker processes (see :mod:`puppet_master.server.local_workers`)."""
+
+    def check(self) -> list[int]:
+        """Restart exited processes; return the pids that exited since the last call."""
+
+    def stop(self) -> None: ...
+
+
+class Broker:
+    """Accepts clients on ``frontend`` and workers on ``backend`` (``*`` picks a free port)."""
+
+    def __init__(
+        self,
+        store: ResultStore,
+        *,
+        frontend: str = protocol.DEFAULT_ENDPOINT,
+        backend: str = "tcp://127.0.0.1:*",
+        curve_keys: tuple[bytes, bytes] | None = None,
+        max_queue: int = protocol.DEFAULT_MAX_QUEUE,
+        worker_timeout_s: float = protocol.PEER_TIMEOUT_S,
+        heartbeat_interval_s: float = protocol.HEARTBEAT_INTERVAL_S,
+        context: zmq.Context | None = None,
+    ) -> None:
+        self.store = store
+        self.queue = JobQueue(max_queue)
+        self.running: dict[str, Job] = {}
+        self.workers: dict[bytes, Worker] = {}
+        self.supervisor: WorkerSupervisor | None = None
+        self.worker_timeout_s = worker_timeout_s
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self._context = context or zmq.Context.instance()
+        self._curve_keys = curve_keys
+        self._start_count = 0
+        self._stopping = False
+        self.frontend = self._bind(frontend)
+        self.backend = self._bind(backend)
+        self.frontend_endpoint = self.frontend.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.backend_endpoint = self.backend.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._recover()
+
+    def _bind(self, endpoint: str) -> zmq.Socket:
+        sock = self._context.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_FRAME_BYTES)
+        sock.setsockopt(zmq.RCVHWM, FRONTEND_RCVHWM)
+        if self._curve_keys is not None:
+            sock.curve_publickey, sock.curve_secretkey = self._curve_keys
+            sock.curve_server = True
+        try:
+            sock.bind(endpoint)
+        except zmq.ZMQError as exc:
+            sock.close(linger=0)
+            raise OSError(f"cannot bind {endpoint}: {exc}") from exc
+        return sock
+
+    # --- the loop ------------------------------------------------------------------------------
+    def run(self, should_stop: Callable[[], bool]) -> None:
+        """Serve until ``should_stop()`` is true, then shut down cleanly."""
+        poller = zmq.Poller()
+        poller.register(self.frontend, zmq.POLLIN)
+        poller.register(self.backend, zmq.POLLIN)
+        log.info("serving clients on %s, workers on %s", self.frontend_endpoint, self.backend_endpoint)
+        while not should_stop():
+            ready = dict(poller.poll(POLL_INTERVAL_MS))
+            if self.backend in ready:
+                self._drain(self.backend, self._on_worker_message)
+            if self.frontend in ready:
+                self._drain(self.frontend, self._on_client_message)
+            self._housekeeping()
+        self.shutdown()
+
+    def _drain(self, sock: zmq.Socket, handler: Callable[[bytes, list[bytes]], None]) -> None:
+        for _ in range(MAX_MESSAGES_PER_TURN):
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            identity, payload = frames[0], frames[1:]
+            try:
+                handler(identity, payload)
+            except Exception:  # a bug must not stop the server: log it and answer
+                log.exception("error while handling a message")
+                if sock is self.frontend:
+                    self._fail(identity, _best_effort_req(payload), protocol.INTERNAL, "internal server error")
+
+    def shutdown(self) -> None:
+        """Tell workers to stop. Unfinished jobs stay queued/running in the store: the next
+        start runs them again."""
+        self._stopping = True
+        for worker in self.workers.values():
+            self._send_worker(worker, protocol.SHUTDOWN)
+        if self.supervisor is not None:
+            self.supervisor.stop()
+        self.frontend.close(linger=0)
+        self.backend.close(linger=0)
+        log.info("stopped (%d job(s) left unfinished for the next start)", len(self.queue) + len(self.running))
+
+    # --- clients -------------------------------------------------------------------------------
+    def _on_client_message(self, identity: bytes, frames: list[bytes]) -> None:
+        try:
+            message = protocol.decode(frames, protocol.CLIENT_TYPES)
+        except ProtocolError as exc:
+            req = _best_effort_req(frames)
+            if _best_effort_type(frames) == protocol.SUBMIT:
+                self._send_client(identity, protocol.REJECTED, {"req": req, "code": exc.code, "message": exc.message})
+            else:
+                self._fail(identity, req, exc.code, exc.message)
+            return
+        handler = {
+            protocol.HEARTBEAT: self._on_heartbeat,
+            protocol.PING: self._on_ping,
+            protocol.SUBMIT: self._on_submit,
+            protocol.CANCEL: self._on_cancel,
+            protocol.FETCH: self._on_fetch,
+            protocol.STATUS: self._on_status,
+            protocol.UNLOAD: self._on_unload,
+        }[message.type]
+        handler(identity, message)
+
+    def _on_heartbeat(self, identity: bytes, message: Message) -> None:
+        self._send_client(identity, protocol.HEARTBEAT)
+
+    def _on_ping(self, identity: bytes, message: Message) -> None:
+        self._send_client(identity, protocol.PONG, {"req": message.get("req"), "server": self.describe()})
+
+    def _on_submit(self, identity: bytes, message: Message) -> None:
+        req = message.header["req"]
+        try:
+            request = protocol.check_submit(message)
+            _check_image_decodes(request.image_png)
+            if self._stopping:
+                raise ProtocolError(protocol.SHUTTING_DOWN, "the server is shutting down")
+            if self.queue.full():
+                raise ProtocolError(
+                    protocol.QUEUE_FULL, f"the queue is full ({self.queue.max_length} jobs waiting); try again later"
+                )
+        except ProtocolError as exc:
+            self._send_client(identity, protocol.REJECTED, {"req": req, "code": exc.code, "message": exc.message})
+            return
+        job = Job(protocol.new_job_id(), self.store.next_seq, request.drags, request.settings, request.image_png,
+                  watchers={identity})
+        self.store.create(self._record(job, client=identity), request.image_png)
+        position = self.queue.push(job)
+        self._send_client(identity, protocol.ACCEPTED, {"req": req, "job": job.id, "position": position, "seq": job.seq})
+        log.info("job %s accepted (seq %d, position %d)", job.id, job.seq, position)
+        self._dispatch()
+
+    def _on_cancel(self, identity: bytes, message: Message) -> None:
+        req, job_id = message.header["req"], message.header["job"]
+        job = self.queue.remove(job_id)
+        if job is not None:
+            job.cancel_reqs[identity] = req
+            self._finish(job, protocol.CANCELLED_STATE, protocol.CANCELLED, {})
+            return
+        job = self.running.get(job_id)
+        if job is not None:
+            job.cancel_reqs[identity] = req
+            worker = self.workers.get(job.worker) if job.worker else None
+            if worker is not None:
+                self._send_worker(worker, protocol.CANCEL, {"job": job_id})
+            return
+        record = self.store.load(job_id)
+        if record is None:
+            self._fail(identity, req, protocol.UNKNOWN_JOB, f"no job {job_id}", job_id)
+        else:
+            self._fail(identity, req, protocol.JOB_FINISHED, f"job {job_id} already ended ({record.get('state')})", job_id)
+
+    def _on_fetch(self, identity: bytes, message: Message) -> None:
+        req, job_id = message.header["req"], message.header["job"]
+        job = self.queue.get(job_id) or self.running.get(job_id)
+        if job is not None:
+            job.watchers.add(identity)
+            self._send_client(identity, protocol.JOB_STATE, {
+                "req": req, "job": job_id, "state": job.state, "position": self.queue.position(job_id)})
+            return
+        record = self.store.load(job_id)
+        state = record.get("state") if record else None
+        if state == protocol.DONE:
+            try:
+                frames = self.store.result_frames(job_id)
+            except OSError as exc:
+                self._fail(identity, req, protocol.UNKNOWN_JOB, f"job {job_id}: result files are missing ({exc})", job_id)
+                return
+            self._send_client(identity, protocol.RESULT, self._result_fields(record, req), frames)
+        elif state == protocol.FAILED_STATE:
+            self._send_client(identity, protocol.ERROR, {
+                "req": req, "job": job_id, "code": record.get("code") or protocol.INTERNAL,
+                "message": record.get("message") or ""})
+        elif state == protocol.CANCELLED_STATE:
+            self._send_client(identity, protocol.CANCELLED, {"req": req, "job": job_id})
+        else:
+            self._fail(identity, req, protocol.UNKNOWN_JOB, f"no job {job_id} (never submitted, or pruned)", job_id)
+
+    def _on_status(self, identity: bytes, message: Message) -> None:
+        self._send_client(identity, protocol.STATUS_REPLY, {
+            "req": message.header["req"], "server": self.describe(), "queue": self.queue.ids(),
+            "running": sorted(self.running), "workers": [w.describe() for w in self.workers.values()]})
+
+    def _on_unload(self, identity: bytes, message: Message) -> None:
+        for worker in self.workers.values():
+            self._send_worker(worker, protocol.UNLOAD)
+        self._send_client(identity, protocol.UNLOADED, {"req": message.header["req"], "workers": len(self.workers)})
+
+    def describe(self) -> dict[str, Any]:
+        """What PONG reports: versions, the first worker's model, device and dtype, counts."""
+        first = next(iter(self.workers.values()), None)
+        info = first.info if first else {}
+        return {
+            "version": __version__, "protocol": protocol.PROTOCOL_VERSION, "host": socket_module.gethostname(),
+            "model": info.get("model"), "device": info.get("device"), "dtype": info.get("dtype"),
+            "queue": len(self.queue), "max_queue": self.queue.max_length, "running": len(self.running),
+            "workers": len(self.workers),
+            "limits": {"max_image_bytes": protocol.MAX_IMAGE_BYTES, "max_image_side": protocol.MAX_IMAGE_SIDE,
+                       "max_drags": protocol.MAX_DRAGS, "steps": [protocol.MIN_STEPS, protocol.MAX_STEPS]},
+        }
+
+    # --- workers -------------------------------------------------------------------------------
+    def _on_worker_message(self, identity: bytes, frames: list[bytes]) -> None:
+        try:
+            message = protocol.decode(frames, protocol.WORKER_TYPES)
+        except ProtocolError as exc:
+            log.warning("bad message from worker %r: %s", identity, exc)
+            return
+        worker = self.workers.get(identity)
+        if message.type == protocol.READY:
+            if worker is not None:  # the worker reconnected: whatever it was running is gone
+                self._lose_worker(worker, "it reconnected")
+            self.workers[identity] = Worker(identity, dict(message.header["worker"]))
+            log.info("worker joined: %s", message.header["worker"])
+            self._dispatch()
+            return
+        if worker is None:
+            log.debug("ignoring %s from unknown worker %r (it will reconnect)", message.type, identity)
+            return
+        worker.last_heard = time.monotonic()
+        job = self.running.get(message.get("job")) if message.get("job") else None
+        if message.type in (protocol.PROGRESS, protocol.RESULT, protocol.ERROR, protocol.CANCELLED) and (
+            job is None or job.worker != identity
+        ):
+            log.warning("worker %r sent %s for a job it does not run", identity, message.type)
+            return
+        if message.type == protocol.PROGRESS:
+            job.step = message.header["step"]
+            fields = {k: message.header.get(k) for k in ("job", "step", "total", "eta_s", "elapsed_s")}
+            for watcher in job.watchers:
+                self._send_client(watcher, protocol.PROGRESS, fields, message.blobs[:1])
+        elif message.type == protocol.RESULT:
+            self._on_result(worker, job, message)
+        elif message.type == protocol.ERROR:
+            self._worker_idle(worker)
+            self._finish(job, protocol.FAILED_STATE, protocol.ERROR,
+                         {"code": message.header["code"], "message": message.header["message"]})
+        elif message.type == protocol.CANCELLED:
+            self._worker_idle(worker)
+            self._finish(job, protocol.CANCELLED_STATE, protocol.CANCELLED, {})
+        self._dispatch()
+
+    def _on_result(self, worker: Worker, job: Job, message: Message) -> None:
+        self._worker_idle(worker)
+        worker.jobs_done += 1
+        settings = dict(message.header["settings"])
+        info = {**(message.header.get("info") or {}), "worker": worker.info.get("id"), "seq": job.seq,
+                "start_index": job.start_index, "queue_s": (job.started_at or 0) - job.accepted_at,
+                "run_s": time.monotonic() - (job.started_at or time.monotonic())}
+        drags_array = _drags_array(job.drags)
+        record = self.store.save_result(job.id, message.blobs, {**settings, "drags": job.drags, "job": job.id},
+                                        drags_array, info=info)
+        self.running.pop(job.id, None)
+        fields = self._result_fields(record or {"job": job.id, "info": info}, None)
+        fields["settings"] = settings
+        for watcher in job.watchers:
+            req = job.cancel_reqs.get(watcher)
+            self._send_client(watcher, protocol.RESULT, {**fields, "req": req}, message.blobs)
+        log.info("job %s done by %s", job.id, worker.info.get("id"))
+
+    def _result_fields(self, record: dict[str, Any], req: str | None) -> dict[str, Any]:
+        settings = self.store.result_settings(record["job"])
+        drags = settings.pop("drags", record.get("drags") or [])
+        settings.pop("job", None)
+        return {"req": req, "job": record["job"], "settings": settings, "drags": drags, "info": record.get("info") or {}}
+
+    def _worker_idle(self, worker: Worker) -> None:
+        worker.job = None
+        worker.idle_since = time.monotonic()
+
+    def _lose_worker(self, worker: Worker, reason: str) -> None:
+        self.workers.pop(worker.identity, None)
+        log.warning("worker %s lost: %s", worker.info.get("id"), reason)
+        job = self.running.get(worker.job) if worker.job else None
+        if job is not None:
+            self._finish(job, protocol.FAILED_STATE, protocol.ERROR, {
+                "code": protocol.WORKER_LOST, "message": f"the worker running this job was lost ({reason})"})
+
+    def _dispatch(self) -> None:
+        idle = sorted((w for w in self.workers.values() if w.job is None), key=lambda w: w.idle_since)
+        for worker in idle:
+            job = self.queue.pop()
+            if job is None:
+                return
+            job.state, job.worker, job.start_index = protocol.RUNNING, worker.identity, self._start_count
+            job.started_at = time.monotonic()
+            self._start_count += 1
+            worker.job = job.id
+            self.running[job.id] = job
+            self.store.update(job.id, state=protocol.RUNNING, started=time.time(), worker=worker.info.get("id"))
+            self._send_worker(worker, protocol.JOB, {"job": job.id, "drags": job.drags,
+                                                     "settings": job.settings.to_json()}, [job.image_png])
+            for watcher in job.watchers:
+                self._send_client(watcher, protocol.PROGRESS, {
+                    "job": job.id, "step": 0, "total": job.settings.num_inference_steps, "eta_s": None})
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if self.supervisor is not None:
+            exited = set(self.supervisor.check())
+            for worker in list(self.workers.values()):
+                if worker.info.get("pid") in exited and worker.info.get("host") == socket_module.gethostname():
+                    self._lose_worker(worker, "its process exited")
+        for worker in list(self.workers.values()):
+            if now - worker.last_heard > self.worker_timeout_s:
+                self._lose_worker(worker, f"no heartbeat for {now - worker.last_heard:.1f} s")
+            elif now - worker.last_sent >= self.heartbeat_interval_s:
+                self._send_worker(worker, protocol.HEARTBEAT)
+        self._dispatch()
+
+    # --- endings and sending -------------------------------------------------------------------
+    def _finish(self, job: Job, state: str, type_: str, fields: dict[str, Any]) -> None:
+        """End ``job`` (exactly once): persist the final state and tell every watcher."""
+        self.running.pop(job.id, None)
+        self.queue.remove(job.id)
+        job.state = state
+        self.store.update(job.id, state=state, finished=time.time(), **fields)
+        for watcher in job.watchers:
+            self._send_client(watcher, type_, {"job": job.id, **fields, "req": job.cancel_reqs.get(watcher)})
+        log.info("job %s ended: %s %s", job.id, state, fields.get("message", ""))
+        self.store.prune()
+
+    def _send_client(self, identity: bytes, type_: str, fields: dict[str, Any] | None = None,
+                     blobs: list[bytes] | tuple = ()) -> None:
+        fields = {k: v for k, v in (fields or {}).items() if v is not None}
+        try:
+            self.frontend.send_multipart([identity, *protocol.encode(type_, fields, blobs)], zmq.NOBLOCK, copy=False)
+        except zmq.ZMQError as exc:  # a client that is gone or not reading: its loss
+            log.debug("could not send %s to client %r: %s", type_, identity, exc)
+
+    def _fail(self, identity: bytes, req: str, code: str, message: str, job_id: str | None = None) -> None:
+        self._send_client(identity, protocol.FAILED, {"req": req, "code": code, "message": message, "job": job_id})
+
+    def _send_worker(self, worker: Worker, type_: str, fields: dict[str, Any] | None = None,
+                     blobs: list[bytes] | tuple = ()) -> None:
+        try:
+            self.backend.send_multipart([worker.identity, *protocol.encode(type_, fields, blobs)], zmq.NOBLOCK)
+            worker.last_sent = time.monotonic()
+        except zmq.ZMQError as exc:
+            log.warning("could not send %s to worker %s: %s", type_, worker.info.get("id"), exc)
+
+    # --- persistence -----------------------------------------------------------------------------
+    def _record(self, job: Job, *, client: bytes | None) -> dict[str, Any]:
+        return {"job": job.id, "seq": job.seq, "state": protocol.QUEUED, "created": time.time(),
+                "drags": job.drags, "settings": job.settings.to_json(), "client": client.hex() if client else None}
+
+    def _recover(self) -> None:
+        """Queue again the jobs a previous run left queued or running (their input is on disk)."""
+        for record in self.store.unfinished():
+            job_id = record["job"]
+            image = self.store.input_png(job_id)
+            try:
+                settings = protocol.JobSettings.from_json(record.get("settings"))
+                drags = protocol.check_drags(record.get("drags"))
+                if image is None:
+                    raise ProtocolError(protocol.INTERNAL, "its input image is missing")
+            except ProtocolError as exc:
+                self.store.update(job_id, state=protocol.FAILED_STATE, finished=time.time(), code=protocol.INTERNAL,
+                                  message=f"could not resume after a restart: {exc.message}")
+                continue
+            client = record.get("client")
+            watchers = {bytes.fromhex(client)} if isinstance(client, str) else set()
+            job = Job(job_id, int(record.get("seq", 0)), drags, settings, image, watchers=watchers)
+            self.store.update(job_id, state=protocol.QUEUED)
+            self.queue.push(job)
+            log.info("job %s queued again after a restart", job_id)
+        self.store.prune()
+
+
+def _check_image_decodes(png: bytes) -> None:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(png)) as image:
+            if image.format != "PNG":
+                raise ProtocolError(protocol.BAD_IMAGE, f"the image must be a PNG, got {image.format}")
+            image.load()
+    except ProtocolError:
+        raise
+    except Exception as exc:  # PIL raises many kinds for corrupt data
+        raise ProtocolError(protocol.BAD_IMAGE, f"the PNG cannot be decoded: {exc}") from None
+
+
+def _drags_array(drags: list[dict[str, list[float]]]) -> Any:
+    from puppet_master.drags import Drag, drags_to_array
+
+    return drags_to_array([Drag.from_json(d) for d in drags])
+
+
+def _best_effort_header(frames: list[bytes]) -> dict[str, Any]:
+    try:
+        header = json.loads(bytes(frames[0])) if frames and len(frames[0]) <= protocol.MAX_HEADER_BYTES else {}
+    except (ValueError, RecursionError):
+        return {}
+    return header if isinstance(header, dict) else {}
+
+
+def _best_effort_req(frames: list[bytes]) -> str:
+    req = _best_effort_header(frames).get("req")
+    return req if protocol.is_request_id(req) else "unknown"
+
+
+def _best_effort_type(frames: list[bytes]) -> Any:
+    return _best_effort_header(frames).get("type")

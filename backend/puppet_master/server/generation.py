@@ -1,0 +1,130 @@
+"""Running one job through a loaded ``PuppetMasterPipeline`` (the only server module using torch).
+
+Progress comes from ``callback_on_step_end``; when the job is cancelled that callback calls the
+pipeline's ``interrupt()``, which stops the denoising loop before the next step (the pipeline then
+raises ``GenerationCancelled``, turned into :class:`JobCancelledError` here).
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from puppet_master import protocol
+from puppet_master.protocol import JobSettings, ProtocolError
+
+#: progress callback: (step done, total steps, eta seconds or None, elapsed seconds, preview PNG or None)
+ProgressFn = Callable[[int, int, float | None, float, bytes | None], None]
+
+
+class JobCancelledError(Exception):
+    """The job was cancelled before its frames were decoded."""
+
+
+@dataclass
+class GenerationResult:
+    frames_png: list[bytes]
+    settings: dict[str, Any]
+    model_s: float
+
+
+def decode_image(png: bytes) -> Any:
+    """The submitted PNG as a PIL image (RGB or RGBA); ProtocolError(BAD_IMAGE) if corrupt."""
+    from PIL import Image
+
+    protocol.png_size(png)
+    try:
+        image = Image.open(io.BytesIO(png))
+        image.load()
+    except Exception as exc:
+        raise ProtocolError(protocol.BAD_IMAGE, f"the PNG cannot be decoded: {exc}") from None
+    return image if image.mode in ("RGB", "RGBA") else image.convert("RGBA")
+
+
+def encode_png(image: Any, *, compress_level: int = 1) -> bytes:
+    """PNG bytes of a PIL image; level 1 is fast and still lossless."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=compress_level)
+    return buffer.getvalue()
+
+
+def latent_preview(latents: Any, side: int = protocol.MAX_PREVIEW_SIDE) -> bytes:
+    """A small PNG from the current latents (last frame, channels 0-2 stretched to 0-255):
+    a cheap impression of the motion, without a VAE decode."""
+    import numpy as np
+    from PIL import Image
+
+    array = latents.detach().float().cpu().numpy()
+    while array.ndim > 3:  # (B, N, C, h, w) -> last frame of the first sample
+        array = array[0] if array.ndim == 5 else array[-1]
+    rgb = array[:3].transpose(1, 2, 0)
+    low, high = rgb.min(axis=(0, 1)), rgb.max(axis=(0, 1))
+    rgb = (rgb - low) / np.maximum(high - low, 1e-6)
+    image = Image.fromarray((rgb * 255).astype(np.uint8), "RGB")
+    scale = max(1, side // max(image.size))
+    return encode_png(image.resize((image.width * scale, image.height * scale), Image.NEAREST))
+
+
+def run_job(
+    pipe: Any,
+    image_png: bytes,
+    drags: list[dict[str, list[float]]],
+    settings: JobSettings,
+    *,
+    on_progress: ProgressFn,
+    cancel: threading.Event,
+) -> GenerationResult:
+    """Generate the frames of one job; raises JobCancelledError, ProtocolError or the pipeline's error."""
+    import torch
+
+    from puppet_master.drags import Drag
+    from puppet_master.pipeline import GenerationCancelled
+
+    # 1. check and decode the inputs
+    image = decode_image(image_png)
+    drag_list = [Drag.from_json(d) for d in drags]
+    seed = settings.seed if settings.seed is not None else secrets.randbelow(2**31)
+    total = settings.num_inference_steps
+    started = time.monotonic()
+
+    # 2. report each step; stop between steps when cancelled
+    def callback(pipeline: Any, step_index: int, timestep: Any, callback_kwargs: dict) -> dict:
+        if cancel.is_set():
+            pipeline.interrupt()
+            return {}
+        done = step_index + 1
+        elapsed = time.monotonic() - started
+        eta = elapsed / done * (total - done)
+        preview = None
+        latents = callback_kwargs.get("latents")
+        if settings.preview_every and done % settings.preview_every == 0 and done < total and latents is not None:
+            preview = latent_preview(latents)
+        on_progress(done, total, eta, elapsed, preview)
+        return {}
+
+    # 3. denoise and decode
+    if cancel.is_set():
+        raise JobCancelledError()
+    try:
+        output = pipe(
+            image,
+            drag_list,
+            num_inference_steps=total,
+            min_guidance_scale=settings.min_guidance_scale,
+            max_guidance_scale=settings.max_guidance_scale,
+            generator=torch.Generator().manual_seed(seed),
+            callback_on_step_end=callback,
+            output_type="pil",
+        )
+    except GenerationCancelled:
+        raise JobCancelledError() from None
+
+    # 4. encode the frames
+    frames = [encode_png(frame) for frame in output.frames[0]]
+    used = {**settings.to_json(), "seed": seed}
+    return GenerationResult(frames, used, time.monotonic() - started)

@@ -1,0 +1,93 @@
+"""Who may connect: loopback by default, CurveZMQ (encryption + server authentication) otherwise.
+
+Key files use pyzmq's certificate format (``zmq.auth.create_certificates``): ``NAME.key`` holds the
+public key, ``NAME.key_secret`` both keys. Give clients the public key (the 40-character Z85 text
+``puppet-master keys`` prints, or the ``.key`` file); keep ``.key_secret`` on the server.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import zmq
+import zmq.auth
+
+Z85_KEY_CHARS = 40
+
+
+class SecurityError(ValueError):
+    """A bind or a key that cannot be used; the message says why and what to do."""
+
+
+def endpoint_is_local(endpoint: str) -> bool:
+    """True for ipc://, inproc:// and tcp:// on a loopback address (127.x, ::1, localhost)."""
+    transport, _, rest = endpoint.partition("://")
+    if transport in ("ipc", "inproc"):
+        return True
+    if transport != "tcp" or not rest:
+        return False
+    host = rest.rsplit(":", 1)[0] if not rest.startswith("[") else rest[1:].split("]", 1)[0]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # "*", an interface name or a host name: not provably loopback
+        return False
+
+
+def check_bind(endpoint: str, curve_secret: str | None, what: str = "--bind") -> None:
+    """Refuse a non-loopback bind without CURVE keys, saying why."""
+    if not endpoint_is_local(endpoint) and not curve_secret:
+        raise SecurityError(
+            f"refusing to listen on {endpoint} ({what}) without encryption: anyone who can reach this "
+            "address could use the GPU and read results. Create keys with `puppet-master keys --out DIR` "
+            "and pass --curve-secret DIR/server.key_secret (clients then need DIR/server.key), or bind "
+            "tcp://127.0.0.1:PORT"
+        )
+
+
+def load_secret(path: str | Path) -> tuple[bytes, bytes]:
+    """(public, secret) from a ``.key_secret`` file."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise SecurityError(f"CURVE secret key file {path} does not exist (create it with `puppet-master keys`)")
+    try:
+        public, secret = zmq.auth.load_certificate(path)
+    except (OSError, ValueError) as exc:
+        raise SecurityError(f"cannot read CURVE keys from {path}: {exc}") from exc
+    if not secret:
+        raise SecurityError(f"{path} holds no secret key (pass the .key_secret file, not the .key file)")
+    return public, secret
+
+
+def load_public(key_or_path: str | bytes) -> bytes:
+    """A server public key from its Z85 text or from a ``.key``/``.key_secret`` file."""
+    if isinstance(key_or_path, bytes):
+        key_or_path = key_or_path.decode()
+    text = key_or_path.strip()
+    if len(text) == Z85_KEY_CHARS and not Path(text).expanduser().exists():
+        try:
+            zmq.utils.z85.decode(text)
+        except (ValueError, KeyError) as exc:
+            raise SecurityError(f"{text!r} is not a Z85 CURVE key") from exc
+        return text.encode()
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise SecurityError(f"server key {text!r} is neither a 40-character Z85 key nor a key file")
+    try:
+        public, _ = zmq.auth.load_certificate(path)
+    except (OSError, ValueError) as exc:
+        raise SecurityError(f"cannot read a CURVE public key from {path}: {exc}") from exc
+    return public
+
+
+def create_keys(out_dir: str | Path, name: str = "server") -> tuple[Path, Path]:
+    """Write ``NAME.key`` and ``NAME.key_secret`` into ``out_dir``; return their paths."""
+    if not zmq.has("curve"):
+        raise SecurityError("this libzmq was built without CURVE support")
+    out_dir = Path(out_dir).expanduser()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    public, secret = zmq.auth.create_certificates(out_dir, name)
+    Path(secret).chmod(0o600)
+    return Path(public), Path(secret)

@@ -1,0 +1,166 @@
+"""The results folder: every accepted job on disk, so nothing is lost across restarts.
+
+Layout (``--results``, default ``$PUPPET_MASTER_HOME/results``)::
+
+    index.json            {"version": 1, "next_seq": N, "jobs": {job_id: summary}} (rebuilt if lost)
+    <job_id>/job.json     the job record: state, times, seq, drags, settings, code/message, worker
+    <job_id>/input.png    the submitted image (kept so that an interrupted job can run again)
+    <job_id>/frame_0000.png ... preview.gif settings.json   (when done: what `generate` writes)
+
+Job ids are 32 hex digits (checked before any path is built). Retention: a finished job is
+pruned only when it is both older than ``keep_s`` and not among the newest ``keep_jobs``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from puppet_master import protocol
+from puppet_master.outputs import FRAME_NAME, save_preview_gif, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+INDEX_NAME = "index.json"
+JOB_NAME = "job.json"
+INPUT_NAME = "input.png"
+DEFAULT_KEEP_JOBS = 100
+DEFAULT_KEEP_S = 24 * 3600.0
+_SUMMARY_KEYS = ("state", "seq", "created", "finished", "code")
+
+
+class ResultStore:
+    """Jobs persisted under ``root``; one writer (the broker's thread)."""
+
+    def __init__(self, root: str | Path, *, keep_jobs: int = DEFAULT_KEEP_JOBS, keep_s: float = DEFAULT_KEEP_S):
+        self.root = Path(root).expanduser()
+        self.keep_jobs = keep_jobs
+        self.keep_s = keep_s
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._index: dict[str, dict[str, Any]] = {}
+        self.next_seq = 0
+        self._load_index()
+
+    # --- records -----------------------------------------------------------------------------
+    def job_dir(self, job_id: str) -> Path:
+        return self.root / protocol.check_job_id(job_id)
+
+    def create(self, record: dict[str, Any], image_png: bytes) -> None:
+        """Persist a newly accepted job (its record and input image) before it is acknowledged."""
+        folder = self.job_dir(record["job"])
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / INPUT_NAME).write_bytes(image_png)
+        self._write(record)
+
+    def update(self, job_id: str, **fields: Any) -> dict[str, Any] | None:
+        record = self.load(job_id)
+        if record is None:
+            return None
+        record.update(fields)
+        self._write(record)
+        return record
+
+    def load(self, job_id: str) -> dict[str, Any] | None:
+        """The job record, or None for an unknown or unreadable job."""
+        if not protocol.is_job_id(job_id):
+            return None
+        try:
+            record = json.loads((self.root / job_id / JOB_NAME).read_text())
+        except (OSError, ValueError):
+            return None
+        return record if isinstance(record, dict) and record.get("job") == job_id else None
+
+    def input_png(self, job_id: str) -> bytes | None:
+        try:
+            return (self.job_dir(job_id) / INPUT_NAME).read_bytes()
+        except OSError:
+            return None
+
+    def save_result(self, job_id: str, frames_png: list[bytes], settings: dict[str, Any],
+                    drags_array: Any = None, **fields: Any) -> dict[str, Any] | None:
+        """Write the frames (as received), ``settings.json`` and ``preview.gif``; mark done."""
+        from PIL import Image
+
+        folder = self.job_dir(job_id)
+        for i, data in enumerate(frames_png):
+            (folder / FRAME_NAME.format(i)).write_bytes(data)
+        write_json_atomic(folder / "settings.json", settings)
+        record = self.update(job_id, state=protocol.DONE, finished=time.time(), frames=len(frames_png), **fields)
+        try:
+            images = [Image.open(io.BytesIO(data)) for data in frames_png]
+            save_preview_gif(images, drags_array, folder / "preview.gif")
+        except (OSError, ValueError) as exc:  # the frames are kept; only the preview is missing
+            log.warning("job %s: could not write preview.gif: %s", job_id, exc)
+        return record
+
+    def result_frames(self, job_id: str) -> list[bytes]:
+        record = self.load(job_id) or {}
+        folder = self.job_dir(job_id)
+        return [(folder / FRAME_NAME.format(i)).read_bytes() for i in range(int(record.get("frames", 0)))]
+
+    def result_settings(self, job_id: str) -> dict[str, Any]:
+        try:
+            return json.loads((self.job_dir(job_id) / "settings.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def unfinished(self) -> list[dict[str, Any]]:
+        """Records of jobs that were queued or running when the server stopped, in seq order."""
+        records = [self.load(job_id) for job_id, s in self._index.items() if s.get("state") not in protocol.FINAL_STATES]
+        return sorted((r for r in records if r), key=lambda r: r.get("seq", 0))
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    # --- retention ---------------------------------------------------------------------------
+    def prune(self, now: float | None = None) -> list[str]:
+        """Delete finished jobs beyond the newest ``keep_jobs`` that are older than ``keep_s``."""
+        now = time.time() if now is None else now
+        finished = sorted(
+            ((s.get("seq", 0), job_id, s) for job_id, s in self._index.items() if s.get("state") in protocol.FINAL_STATES),
+            reverse=True,
+        )
+        removed = []
+        for _, job_id, summary in finished[self.keep_jobs:]:
+            if now - float(summary.get("finished") or summary.get("created") or 0) > self.keep_s:
+                shutil.rmtree(self.root / job_id, ignore_errors=True)
+                self._index.pop(job_id, None)
+                removed.append(job_id)
+        if removed:
+            log.info("pruned %d old job(s) from %s", len(removed), self.root)
+            self._write_index()
+        return removed
+
+    # --- internals ---------------------------------------------------------------------------
+    def _write(self, record: dict[str, Any]) -> None:
+        write_json_atomic(self.job_dir(record["job"]) / JOB_NAME, record)
+        self._index[record["job"]] = {k: record.get(k) for k in _SUMMARY_KEYS}
+        self.next_seq = max(self.next_seq, int(record.get("seq", -1)) + 1)
+        self._write_index()
+
+    def _write_index(self) -> None:
+        write_json_atomic(self.root / INDEX_NAME, {"version": 1, "next_seq": self.next_seq, "jobs": self._index})
+
+    def _load_index(self) -> None:
+        try:
+            data = json.loads((self.root / INDEX_NAME).read_text())
+            self._index = {k: v for k, v in data["jobs"].items() if protocol.is_job_id(k) and isinstance(v, dict)}
+            self.next_seq = int(data.get("next_seq", 0))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            self._index = {}
+        # the job folders are the truth: add what the index missed, drop what is gone
+        on_disk = {p.name for p in self.root.iterdir() if p.is_dir() and protocol.is_job_id(p.name)}
+        for job_id in on_disk - set(self._index):
+            record = self.load(job_id)
+            if record is not None:
+                self._index[job_id] = {k: record.get(k) for k in _SUMMARY_KEYS}
+        for job_id in set(self._index) - on_disk:
+            del self._index[job_id]
+        seqs = [int(s.get("seq") or 0) for s in self._index.values()]
+        self.next_seq = max([self.next_seq, *(s + 1 for s in seqs)])
+        self._write_index()
