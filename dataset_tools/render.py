@@ -51,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("images")
     g.add_argument("--engine", choices=("cycles", "workbench", "eevee"), default="cycles")
     g.add_argument("--device", choices=("CPU", "GPU"), default="CPU", help="Cycles device (GPU falls back to CPU)")
-    g.add_argument("--samples", type=int, default=16, help="Cycles/EEVEE samples per pixel")
+    g.add_argument("--samples", type=int, default=8, help="Cycles/EEVEE samples per pixel")
     g.add_argument("--no-denoise", action="store_true", help="turn off Cycles denoising (OpenImageDenoise)")
+    g.add_argument("--denoise-quality", choices=("FAST", "BALANCED", "HIGH"), default="FAST")
     g.add_argument("--resolution", type=int, default=256, help="square image size in pixels")
     g.add_argument("--supersample", type=int, default=1, help="render this many times larger and downscale")
     g.add_argument("--rgba", action="store_true", help="transparent background instead of white (alpha is always kept)")
@@ -88,7 +89,7 @@ def job_json(args: argparse.Namespace, asset: render_plan.Asset) -> str:
     job = {
         "asset_id": asset.asset_id, "source": str(asset.source), "out_root": str(args.out),
         "render": {"engine": args.engine, "device": args.device, "samples": args.samples,
-                   "denoise": not args.no_denoise, "resolution": args.resolution,
+                   "denoise": not args.no_denoise, "denoise_quality": args.denoise_quality, "resolution": args.resolution,
                    "supersample": args.supersample, "rgba": args.rgba, "light_strength": args.light_strength},
         "views": args.views, "frames": args.frames, "stride": args.stride, "points": args.points,
         "seed": args.seed, "distance_range": list(args.distance), "elevation_range": list(args.elevation),

@@ -201,6 +201,8 @@ def render_clip(job: RenderJob, clip, all_clips, objects, clip_dir: Path) -> flo
         "device": settings.device,
         "samples": settings.samples if settings.engine != "workbench" else None,
         "denoise": settings.denoise if settings.engine == "cycles" else False,
+        "denoise_quality": settings.denoise_quality if settings.engine == "cycles" and settings.denoise else None,
+        "supersample": settings.supersample,
         "resolution": [size, size],
         "views": len(views),
         "num_points": job.points,

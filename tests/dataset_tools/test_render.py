@@ -1,0 +1,196 @@
+"""render.py end to end with real Blender (bpy in subprocesses), tiny sizes.
+
+Assets: RobotExpressive.glb (skinned, 2 of its 14 clips), the three procedural assets (hinged lid,
+drawer, shape-key blob), a GLB without animation and a corrupt GLB, in one batch with two workers.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from puppet_master import cameras
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = ROOT.parent / "shared"
+ROBOT = SHARED / "assets" / "RobotExpressive.glb"
+RENDER = ROOT / "dataset_tools" / "render.py"
+PROCEDURAL = ROOT / "dataset_tools" / "procedural.py"
+SIZE, VIEWS, FRAMES = 64, 2, 3
+ROBOT_CLIPS = ["Wave", "Yes"]
+PROCEDURAL_CLIPS = {"hinged_box_0": "open_lid", "drawer_0": "slide_out", "morph_blob_0": "bulge"}
+STATIC_PARTS = {"hinged_box_0": "base", "drawer_0": "cabinet", "morph_blob_0": "pedestal"}
+
+pytestmark = pytest.mark.blender
+
+
+def render_command(inputs, out, *extra):
+    return [
+        sys.executable, str(RENDER), *map(str, inputs), "--out", str(out), "--views", str(VIEWS),
+        "--frames", str(FRAMES), "--resolution", str(SIZE), "--samples", "4", "--no-denoise",
+        "--clips", ",".join(ROBOT_CLIPS + list(PROCEDURAL_CLIPS.values())), *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    pytest.importorskip("bpy")
+    if not ROBOT.is_file():
+        pytest.skip(f"shared assets not found at {ROBOT}")
+    work = tmp_path_factory.mktemp("render")
+    assets = work / "assets"
+    for static in (False, True):
+        folder = assets / "static" if static else assets
+        subprocess.run(
+            [sys.executable, str(PROCEDURAL), "--out", str(folder), "--seeds", "0", "--frames", "12",
+             *(["--kinds", "drawer", "--static"] if static else [])],
+            check=True, capture_output=True, timeout=300,
+        )
+    (assets / "corrupt.glb").write_bytes(b"glTF\x02\x00\x00\x00 this is not a real binary glTF")
+    out = work / "out"
+    started = time.monotonic()
+    result = subprocess.run(
+        render_command([assets, ROBOT], out, "--workers", "2", "--review-strip"),
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return {"out": out, "assets": assets, "stdout": result.stdout, "seconds": time.monotonic() - started}
+
+
+def report(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "report.jsonl").read_text().splitlines()]
+
+
+def clip_dirs(out: Path) -> list[Path]:
+    return sorted(p.parent for p in out.glob("*/*/clip.json"))
+
+
+def test_report_lists_every_asset_and_the_batch_goes_on(batch):
+    records = {r["asset_id"]: r for r in report(batch["out"])}
+    assert set(records) == {"RobotExpressive", *PROCEDURAL_CLIPS, "drawer_0_2", "corrupt"}
+    assert records["corrupt"]["status"] == "failed" and "import failed" in records["corrupt"]["reason"]
+    assert records["drawer_0_2"]["status"] == "skipped" and records["drawer_0_2"]["reason"] == "no animation"
+    for asset, clip in PROCEDURAL_CLIPS.items():
+        assert records[asset]["status"] == "ok" and records[asset]["clips"] == [clip]
+    assert records["RobotExpressive"]["clips"] == ROBOT_CLIPS
+    assert "[6/6]" in batch["stdout"], "progress lines on stdout"
+
+
+def test_counts_of_clips_views_frames(batch):
+    out = batch["out"]
+    found = {f"{p.parent.name}/{p.name}" for p in clip_dirs(out)}
+    assert found == {f"RobotExpressive/{c}" for c in ROBOT_CLIPS} | {f"{a}/{c}" for a, c in PROCEDURAL_CLIPS.items()}
+    for clip_dir in clip_dirs(out):
+        meta = json.loads((clip_dir / "clip.json").read_text())
+        cams = json.loads((clip_dir / "cameras.json").read_text())
+        assert meta["num_frames"] == FRAMES == len(meta["frame_indices"]) and meta["views"] == VIEWS
+        assert meta["frame_indices"][0] == meta["clip_frame_range"][0]
+        assert meta["frame_indices"][-1] == meta["clip_frame_range"][1]
+        assert meta["fps"] == 24 and meta["engine"] == "cycles" and meta["resolution"] == [SIZE, SIZE]
+        assert cams["image_size"] == [SIZE, SIZE] and len(cams["views"]) == VIEWS
+        assert "OpenCV" in cams["convention"] and "top-left" in cams["convention"]
+        assert sorted(p.name for p in clip_dir.glob("view_*")) == [f"view_{v:02d}" for v in range(VIEWS)]
+        for v in range(VIEWS):
+            frames = sorted(p.name for p in (clip_dir / f"view_{v:02d}").glob("*.png"))
+            assert frames == [f"{t:04d}.png" for t in range(FRAMES)]
+        with Image.open(clip_dir / "review_strip.png") as strip:
+            assert strip.size == (4 * SIZE, SIZE)
+        tracks = np.load(clip_dir / "tracks.npz")
+        assert tracks["points"].shape == (FRAMES, 4096, 3) and tracks["points"].dtype == np.float32
+        assert tracks["visibility"].shape == (VIEWS, FRAMES, 4096) and tracks["visibility"].dtype == bool
+        assert tracks["part_ids"].dtype == np.int32 and tracks["bone_ids"].dtype == np.int32
+        assert tracks["part_ids"].max() < len(tracks["part_names"])
+
+
+def _load(clip_dir: Path):
+    cams = json.loads((clip_dir / "cameras.json").read_text())
+    k, w2c, (w, h) = cameras.load_camera_arrays(cams)
+    return k, w2c, (w, h), np.load(clip_dir / "tracks.npz")
+
+
+def test_visible_points_land_on_the_rendered_silhouette(batch):
+    for clip_dir in clip_dirs(batch["out"]):
+        k, w2c, (w, h), tracks = _load(clip_dir)
+        for v in range(VIEWS):
+            for t in range(FRAMES):
+                with Image.open(clip_dir / f"view_{v:02d}" / f"{t:04d}.png") as image:
+                    rgba = np.asarray(image)
+                assert rgba.shape == (h, w, 4)
+                visible = tracks["visibility"][v, t]
+                assert visible.sum() > 100, f"{clip_dir} view {v} frame {t}: too few visible points"
+                pixels, _ = cameras.project(tracks["points"][t][visible], k[v], w2c[v])
+                col, row = np.floor(pixels).astype(int).T
+                on_object = rgba[row, col, 3] > 0
+                assert on_object.mean() >= 0.95, f"{clip_dir} view {v} frame {t}: {on_object.mean():.3f}"
+                # the default background is white and the silhouette is in the alpha channel
+                empty = rgba[..., 3] == 0
+                assert empty.any() and (rgba[empty][:, :3] == 255).all()
+
+
+def test_whole_clip_stays_inside_the_image(batch):
+    for clip_dir in clip_dirs(batch["out"]):
+        k, w2c, (w, h), tracks = _load(clip_dir)
+        meta = json.loads((clip_dir / "clip.json").read_text())
+        lo, hi = (np.array(b) for b in meta["bbox"])
+        assert np.all(hi - lo <= 1.0 + 1e-6) and np.isclose((hi - lo).max(), 1.0)
+        for v in range(VIEWS):
+            pixels, depth = cameras.project(tracks["points"], k[v], w2c[v])
+            assert (depth > 0).all() and cameras.inside_image(pixels, w, h).all(), f"{clip_dir} view {v}"
+
+
+def test_static_parts_stay_put_and_moving_parts_move(batch):
+    for asset, clip in PROCEDURAL_CLIPS.items():
+        tracks = np.load(batch["out"] / asset / clip / "tracks.npz")
+        names = list(tracks["part_names"])
+        moved = np.linalg.norm(tracks["points"] - tracks["points"][0], axis=2).max(axis=0)
+        static = tracks["part_ids"] == names.index(STATIC_PARTS[asset])
+        assert static.any() and (~static).any()
+        assert moved[static].max() < 1e-5, asset
+        assert moved[~static].max() > 0.1, asset
+        assert (tracks["bone_ids"] == -1).all()
+
+
+def test_skinned_points_get_their_bones(batch):
+    tracks = np.load(batch["out"] / "RobotExpressive" / "Wave" / "tracks.npz")
+    bones = list(tracks["bone_names"])
+    assert (tracks["bone_ids"] >= 0).all() and "Head" in bones
+    # the waving hand moves far more than the feet during "Wave"
+    moved = np.linalg.norm(tracks["points"] - tracks["points"][0], axis=2).max(axis=0)
+    hand = [i for i, b in enumerate(bones) if b.startswith(("LowerArmR", "HandR", "UpperArmR"))]
+    feet = [i for i, b in enumerate(bones) if b.startswith("Foot")]
+    assert hand and feet
+    assert moved[np.isin(tracks["bone_ids"], hand)].mean() > 3 * moved[np.isin(tracks["bone_ids"], feet)].mean()
+
+
+def test_resume_skips_finished_clips(batch, tmp_path):
+    out = batch["out"]
+    # forget one clip of the robot: only it is rendered again
+    redo = out / "RobotExpressive" / "Yes"
+    keep = out / "RobotExpressive" / "Wave" / "view_00" / "0000.png"
+    keep_mtime = os.stat(keep).st_mtime_ns
+    (redo / "clip.json").unlink()
+    lines_before = len(report(out))
+    result = subprocess.run(render_command([batch["assets"], ROBOT], out), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    new = {r["asset_id"]: r for r in report(out)[lines_before:]}
+    assert new["RobotExpressive"]["clips_rendered"] == 1 and new["RobotExpressive"]["clips_resumed"] == 1
+    assert (redo / "clip.json").is_file()
+    assert os.stat(keep).st_mtime_ns == keep_mtime
+    for asset in PROCEDURAL_CLIPS:
+        assert new[asset]["resumed"] is True and new[asset]["seconds"] == 0.0
+    assert new["drawer_0_2"]["status"] == "skipped" and new["corrupt"]["status"] == "failed"
+
+
+def test_timeout_is_reported(batch, tmp_path):
+    result = subprocess.run(
+        render_command([ROBOT], tmp_path / "out", "--timeout", "0.5"), capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0
+    (record,) = report(tmp_path / "out")
+    assert record["status"] == "failed" and record["reason"].startswith("timeout after 0.5s")

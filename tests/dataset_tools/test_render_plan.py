@@ -1,0 +1,96 @@
+"""render.py's planning (no Blender): inputs, shards, frame selection, resume state, CLI checks."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dataset_tools import render_plan
+
+ROOT = Path(__file__).resolve().parents[2]
+RENDER = ROOT / "dataset_tools" / "render.py"
+
+
+def _touch(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"glTF")
+    return path
+
+
+def test_collect_assets_from_folder_file_and_list(tmp_path):
+    a = _touch(tmp_path / "in" / "a.glb")
+    _touch(tmp_path / "in" / "sub" / "b.FBX")
+    _touch(tmp_path / "in" / "notes.txt")
+    other = _touch(tmp_path / "other" / "a.glb")  # same stem: gets a unique id
+    listing = tmp_path / "list.json"
+    listing.write_text(json.dumps({"uid1": str(a), "uid2": "relative/c.glb"}))
+    assets = render_plan.collect_assets([tmp_path / "in", other, listing])
+    assert [x.asset_id for x in assets] == ["a", "b", "a_2", "uid1", "uid2"]
+    assert assets[4].source == tmp_path / "relative" / "c.glb"
+    with pytest.raises(render_plan.InputError, match="no such file"):
+        render_plan.collect_assets([tmp_path / "missing_folder"])
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(render_plan.InputError, match=r"bad\.json"):
+        render_plan.collect_assets([bad])
+
+
+def test_shards_partition_the_assets():
+    ids = [f"{i:032x}" for i in range(200)]
+    shards = [[i for i in ids if render_plan.in_shard(i, k, 3)] for k in range(3)]
+    assert sorted(i for s in shards for i in s) == sorted(ids)
+    assert all(30 < len(s) < 110 for s in shards)
+    assert render_plan.parse_shard("2/3") == (2, 3)
+    for bad in ("3/3", "x", "1/0", "-1/2"):
+        with pytest.raises(render_plan.InputError):
+            render_plan.parse_shard(bad)
+
+
+def test_select_frames():
+    frames = render_plan.select_frames(1, 41, 14, 0)
+    assert len(frames) == 14 and frames[0] == 1 and frames[-1] == 41
+    assert render_plan.select_frames(1, 6, 14, 0) == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]  # short clip: every frame
+    assert render_plan.select_frames(1, 20, 5, 2) == [1, 3, 5, 7, 9]
+    assert render_plan.select_frames(1, 8, 0, 3) == [1, 4, 7]
+    assert render_plan.select_frames(5, 5, 14, 0) == [5.0]
+    with pytest.raises(ValueError):
+        render_plan.select_frames(10, 2, 14, 0)
+
+
+def test_finished_asset_needs_every_clip(tmp_path):
+    asset = tmp_path / "x"
+    render_plan.write_json_atomic(asset / "asset.json", {"status": "ok", "clip_folders": ["A", "B"]})
+    (asset / "A").mkdir()
+    (asset / "A" / "clip.json").write_text("{}")
+    assert render_plan.finished_asset(asset) is None
+    (asset / "B").mkdir()
+    (asset / "B" / "clip.json").write_text("{}")
+    assert render_plan.finished_asset(asset)["status"] == "ok"
+    render_plan.write_json_atomic(asset / "asset.json", {"status": "skipped", "reason": "no animation"})
+    assert render_plan.finished_asset(asset)["reason"] == "no animation"
+    assert render_plan.finished_asset(tmp_path / "missing") is None
+
+
+def test_cli_list_respects_shards(tmp_path):
+    for i in range(12):
+        _touch(tmp_path / "in" / f"asset{i:02d}.glb")
+    listed = []
+    for k in range(2):
+        out = subprocess.run(
+            [sys.executable, str(RENDER), str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--shard", f"{k}/2", "--list"],
+            capture_output=True, text=True, check=True, timeout=60,
+        ).stdout
+        listed.append({line.split("\t")[0] for line in out.splitlines() if line.strip()})
+    assert listed[0].isdisjoint(listed[1])
+    assert listed[0] | listed[1] == {f"asset{i:02d}" for i in range(12)}
+
+
+def test_cli_rejects_bad_arguments(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(RENDER), str(tmp_path), "--out", str(tmp_path / "o"), "--views", "0", "--distance", "2", "1"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert "--views must be at least 1" in result.stderr and "--distance" in result.stderr
