@@ -14,7 +14,7 @@ def addon_zip(tmp_path_factory) -> Path:
     return build.build(tmp_path_factory.mktemp("addon_zip"))
 
 
-@pytest.fixture()
-def tiny_server(tmp_path):
-    """The endpoint of a real `puppet-master serve --tiny` on loopback."""
-    yield from start_tiny_server(tmp_path)
+@pytest.fixture(scope="module")
+def tiny_server(tmp_path_factory):
+    """The endpoint of a real `puppet-master serve --tiny` on loopback (one per test module)."""
+    yield from start_tiny_server(tmp_path_factory.mktemp("tiny_server"))

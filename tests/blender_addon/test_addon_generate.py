@@ -1,0 +1,210 @@
+"""Generate, Cancel and reopen-and-fetch against a real `puppet-master serve --tiny` on loopback.
+
+Timers do not tick in background mode, so the scripts pump the add-on's timer callback
+(``runtime.tick``) by hand, as Blender's event loop would.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import pytest
+from addon_helpers import free_port, run_blender
+
+from puppet_master.client import GenerationClient, Result
+
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
+
+PUMP = """
+ACTIVE = ("SUBMITTING", "QUEUED", "RUNNING", "FETCHING")
+def pump(scene, until=lambda props: props.job_state not in ACTIVE, timeout=120.0):
+    runtime = ext("runtime")
+    seen, slowest = [], 0.0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        t0 = time.monotonic()
+        runtime.tick()
+        slowest = max(slowest, time.monotonic() - t0)
+        state = scene.puppet_master.job_state
+        if not seen or seen[-1] != state:
+            seen.append(state)
+        if until(scene.puppet_master):
+            break
+        time.sleep(0.02)
+    return seen, slowest
+def setup_shot(endpoint, resolution=(96, 64), steps=2):
+    scene, cam, cube = make_scene(resolution=resolution)
+    scene.display.shading.light = "FLAT"
+    scene.display.shading.color_type = "TEXTURE"
+    scene.view_settings.view_transform = "Standard"
+    prefs().endpoint = endpoint
+    props = scene.puppet_master
+    props.reference_size = 64
+    assert bpy.ops.puppet_master.render_reference() == {"FINISHED"}
+    d = props.drags.add()
+    d.start, d.end = (0.5, 0.5), (0.7, 0.4)
+    props.use_scene_settings = True
+    props.steps, props.seed = steps, 7
+    return scene, cam, cube
+"""
+
+
+def test_generate_builds_a_camera_filling_image_sequence_plane(addon_zip, tiny_server, tmp_path):
+    out = run_blender(
+        PUMP + f"""
+        from bpy_extras.object_utils import world_to_camera_view
+        import numpy as np
+        scene, cam, cube = setup_shot("{tiny_server}")
+        scene.frame_start, scene.frame_end = 5, 10
+        blend = os.path.join(os.environ["PM_WORKDIR"], "shot.blend")
+        bpy.ops.wm.save_as_mainfile(filepath=blend)
+        assert bpy.ops.puppet_master.generate() == {{"FINISHED"}}
+        states, slowest = pump(scene)
+        props = scene.puppet_master
+        plane = props.result_object
+        nodes = plane.active_material.node_tree.nodes
+        tex = next(n for n in nodes if n.type == "TEX_IMAGE")
+        emission = next(n for n in nodes if n.type == "EMISSION")
+        image = tex.image
+        corners = [list(world_to_camera_view(scene, cam, plane.matrix_world @ v.co))[:2] for v in plane.data.vertices]
+        # what the camera sees at the first and the last frame of the clip (centred square of the render)
+        def render_square(frame):
+            scene.frame_set(frame)
+            path = os.path.join(os.environ["PM_WORKDIR"], "render_%d.png" % frame)
+            scene.render.filepath = path
+            scene.render.image_settings.file_format = "PNG"
+            bpy.ops.render.render(write_still=True)
+            img = bpy.data.images.load(path)
+            arr = ext("reference").image_array(img)[:, 16:80, :3]
+            return arr.tolist()
+        folder = props.result_folder
+        frames = sorted(f for f in os.listdir(folder) if f.endswith(".png"))
+        def frame_small(name):
+            img = bpy.data.images.load(os.path.join(folder, name))
+            arr = ext("reference").image_array(img)[..., :3]
+            s = arr.shape[0] // 64
+            return arr.reshape(64, s, 64, s, 3).mean(axis=(1, 3)).tolist()
+        first_frames = [frame_small(f) for f in frames]
+        emit(states=states, slowest=slowest, state=props.job_state, error=props.job_error, job_id=props.job_id,
+             folder=folder, frames=frames, blend_dir=os.path.dirname(blend),
+             parent=plane.parent.name if plane.parent else None, source=image.source,
+             duration=tex.image_user.frame_duration, start=tex.image_user.frame_start,
+             offset=tex.image_user.frame_offset, auto_refresh=tex.image_user.use_auto_refresh,
+             emission_linked=emission.outputs["Emission"].is_linked and tex.outputs["Color"].links[0].to_node == emission,
+             image_path=bpy.path.abspath(image.filepath), corners=corners,
+             frame_range=[scene.frame_start, scene.frame_end],
+             render_first=render_square(5), render_last=render_square(18), frame_images=first_frames)
+        # generate again as a variant: the first plane stays
+        props.replace_result = False
+        first = plane.name
+        bpy.ops.puppet_master.generate()
+        pump(scene)
+        emit(variant_state=props.job_state,
+             planes=sorted(o.name for o in scene.objects if o.get("puppet_master_job")), first=first)
+        """,
+        addon_zip, tmp_path, timeout=300,
+    )
+    assert out["state"] == "DONE", out["error"]
+    assert out["states"][0] == "SUBMITTING" and ("RUNNING" in out["states"] or "QUEUED" in out["states"])
+    assert out["slowest"] < 0.25, "a timer tick took too long"  # includes writing 14 PNGs and the plane
+    assert out["folder"] == f"{out['blend_dir']}/puppet_master/{out['job_id']}"
+    assert out["frames"] == [f"frame_{i:04d}.png" for i in range(14)]
+    assert out["image_path"] == f"{out['folder']}/frame_0000.png"
+    assert out["parent"] == "Cam" and out["source"] == "SEQUENCE" and out["auto_refresh"]
+    assert (out["duration"], out["start"], out["offset"]) == (14, 5, -1)
+    assert out["emission_linked"]
+    assert out["frame_range"][0] <= 5 and out["frame_range"][1] >= 5 + 13
+    # the plane's corners project exactly onto the corners of the camera frame's centred square
+    u0 = (1 - 64 / 96) / 2
+    expected = [[u0, 0.0], [1 - u0, 0.0], [1 - u0, 1.0], [u0, 1.0]]
+    np.testing.assert_allclose(out["corners"], expected, atol=1e-5)
+    # rendering from the camera plays the clip: frame 5 shows frame_0000, frame 18 shows frame_0013
+    frames = np.array(out["frame_images"])
+    for rendered, index in ((np.array(out["render_first"]), 0), (np.array(out["render_last"]), 13)):
+        errors = np.abs(frames - rendered[None]).mean(axis=(1, 2, 3))
+        assert errors[index] < 0.03, errors
+        assert errors.argmin() == index or errors[index] <= errors.min() + 1e-3, errors
+    assert out["variant_state"] == "DONE" and len(out["planes"]) == 2 and out["first"] in out["planes"]
+
+
+def test_local_backend_ping_and_cancel(addon_zip, tmp_path):
+    """Start serve --tiny from the add-on, check the connection, cancel a long job, stop the backend."""
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    out = run_blender(
+        PUMP + f"""
+        scene, cam, cube = setup_shot("{endpoint}", steps=200)
+        p = prefs()
+        p.backend_python = {sys.executable!r}
+        p.backend_model_args = "--tiny"
+        runtime = ext("runtime")
+        assert bpy.ops.puppet_master.backend_start() == {{"FINISHED"}}
+        deadline = time.monotonic() + 90
+        text = ""
+        while time.monotonic() < deadline and not text.startswith("Connected"):
+            bpy.ops.puppet_master.ping()
+            while runtime.STATE.pinger is not None:
+                runtime.tick()
+                time.sleep(0.02)
+            text = runtime.STATE.connection_text
+            assert runtime.STATE.backend.running, runtime.STATE.backend.log_tail()
+        assert bpy.ops.puppet_master.generate() == {{"FINISHED"}}
+        pump(scene, until=lambda props: props.job_state == "RUNNING" and props.job_progress > 0)
+        progress_at_cancel = scene.puppet_master.job_progress
+        status_at_cancel = scene.puppet_master.job_status_text
+        assert bpy.ops.puppet_master.cancel() == {{"FINISHED"}}
+        states, _ = pump(scene)
+        props = scene.puppet_master
+        emit(connection=text, state=props.job_state, states=states, progress=progress_at_cancel,
+             status=status_at_cancel, plane=props.result_object is not None)
+        bpy.ops.puppet_master.backend_stop()
+        emit(backend_running=runtime.STATE.backend.running)
+        """,
+        addon_zip, tmp_path, timeout=300,
+    )
+    assert out["connection"].startswith("Connected: model") and "cpu" in out["connection"]
+    assert 0 < out["progress"] < 1 and out["status"].startswith("Step ")
+    assert out["state"] == "CANCELLED" and not out["plane"]
+    assert out["backend_running"] is False
+
+
+def test_reopen_fetches_a_result_that_finished_while_blender_was_closed(addon_zip, tiny_server, tmp_path):
+    first = run_blender(
+        PUMP + f"""
+        scene, cam, cube = setup_shot("{tiny_server}", steps=4)
+        blend = os.path.join(os.environ["PM_WORKDIR"], "closed.blend")
+        bpy.ops.wm.save_as_mainfile(filepath=blend)
+        bpy.ops.puppet_master.generate()
+        pump(scene, until=lambda props: bool(props.job_id))
+        bpy.ops.wm.save_mainfile()
+        emit(job_id=scene.puppet_master.job_id, state=scene.puppet_master.job_state, blend=blend)
+        """,
+        addon_zip, tmp_path,
+    )
+    assert first["state"] in ("QUEUED", "RUNNING") and len(first["job_id"]) == 32
+    # Blender is closed; wait until the backend has finished the job
+    with GenerationClient(tiny_server) as client:
+        client.fetch(first["job_id"])
+        done = client.wait_for(lambda e: isinstance(e, Result) and e.job_id == first["job_id"], timeout_s=120)
+    assert done is not None, "the backend did not finish the job"
+    started = time.monotonic()
+    second = run_blender(
+        PUMP + f"""
+        bpy.ops.wm.open_mainfile(filepath={first["blend"]!r})
+        scene = bpy.context.scene
+        after_open = scene.puppet_master.job_state
+        states, _ = pump(scene)
+        props = scene.puppet_master
+        emit(after_open=after_open, states=states, state=props.job_state, error=props.job_error,
+             frames=sorted(os.listdir(props.result_folder)) if props.result_folder else [],
+             plane=props.result_object.name if props.result_object else None, job_id=props.job_id)
+        """,
+        addon_zip, tmp_path,
+    )
+    assert time.monotonic() - started < 60
+    assert second["after_open"] == "FETCHING"
+    assert second["state"] == "DONE", second["error"]
+    assert second["job_id"] == first["job_id"]
+    assert second["frames"] == [f"frame_{i:04d}.png" for i in range(14)]
+    assert second["plane"] is not None
