@@ -32,7 +32,7 @@ class GroupingSettings:
     #: a part is rigid when the rigid-fit residual is below this fraction of its mean displacement
     rigid_tol: float = 0.05
     #: clusters are accepted when their silhouette score reaches this
-    min_silhouette: float = 0.5
+    min_silhouette: float = 0.7
     #: largest k tried when clustering a deforming part
     max_clusters: int = 5
     #: points used for the silhouette score (a random subset; it is quadratic in the count)

@@ -173,7 +173,7 @@ def test_transient_errors_are_retried(server, monkeypatch):
     assert post_chat(config, body) == "four images please"
     assert len(server.requests) == 3
     server.fail_next = [503, 503, 503]
-    with pytest.raises(VLMError, match="HTTP 503.*gave up after 3 tries"):
+    with pytest.raises(VLMError, match=r"HTTP 503.*gave up after 3 tries"):
         post_chat(config, body)
     dead = VLMConfig("http://127.0.0.1:9/v1", "m", backoff_s=0.01, max_retries=0, timeout_s=2)
     with pytest.raises(VLMError, match="cannot reach"):
