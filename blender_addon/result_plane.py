@@ -82,6 +82,7 @@ def build_plane(
     plane.visible_shadow = False
     scene.frame_end = max(scene.frame_end, start + count - 1)
     props.result_object = plane
+    bpy.context.view_layer.update()  # matrix_world is valid right away (scripts, tests, exporters)
     return plane
 
 

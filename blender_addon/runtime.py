@@ -6,6 +6,7 @@ do not run when Blender is in background mode.
 
 from __future__ import annotations
 
+import atexit
 from dataclasses import dataclass, field
 
 import bpy
@@ -27,6 +28,8 @@ class RuntimeState:
 
 
 STATE = RuntimeState()
+# Blender does not unregister add-ons when it quits: never leave a local backend orphaned
+atexit.register(STATE.backend.stop)
 
 
 def backend_status_lines() -> list[str]:
