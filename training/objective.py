@@ -1,0 +1,65 @@
+"""The training objective: EDM denoising loss of the spec with drag dropout.
+
+Per sample: ``ln(sigma) ~ N(p_mean, p_std^2)``, ``x_noisy = x0 + sigma * eps``, the network sees
+``c_in(sigma) * x_noisy`` and ``c_noise(sigma)`` (as at inference), ``x0_hat = c_skip * x_noisy +
+c_out * F``, loss ``(1 + 1/sigma^2) * mean((x0_hat - x0)^2)``. With probability ``drag_dropout`` all
+drags of a sample are zeroed (the unconditional branch of classifier-free guidance).
+
+The random draws of sample ``i`` come from a generator seeded by ``(seed, i)``, so a step computes
+the same loss however the batch is split between processes and micro-steps, and after a resume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from puppet_master import edm
+
+_NOISE_STREAM = 1  # keeps these draws independent of the data draws seeded by (seed, i)
+
+
+@dataclass
+class Draws:
+    sigma: torch.Tensor  # (B,)
+    noise: torch.Tensor  # like the latents
+    keep_drags: torch.Tensor  # (B,) bool
+
+
+def sample_seed(seed: int, index: int) -> int:
+    return int(np.random.SeedSequence([seed, int(index), _NOISE_STREAM]).generate_state(1, np.uint64)[0]) >> 1
+
+
+def draw(indices: torch.Tensor, latent_shape: tuple[int, ...], *, seed: int, p_mean: float, p_std: float,
+         drag_dropout: float) -> Draws:
+    """Noise level, noise and drag-dropout decision for each sample number in ``indices`` (CPU)."""
+    sigmas, noises, keep = [], [], []
+    for index in indices.tolist():
+        gen = torch.Generator().manual_seed(sample_seed(seed, index))
+        sigmas.append(edm.sample_sigmas(1, generator=gen, p_mean=p_mean, p_std=p_std))
+        noises.append(torch.randn(latent_shape, generator=gen))
+        keep.append(torch.rand(1, generator=gen) >= drag_dropout)
+    return Draws(torch.cat(sigmas), torch.stack(noises), torch.cat(keep))
+
+
+def drop_drags(drags: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Zero every drag of the samples where ``keep`` is False (``drags`` is ``(B, N, K, 4)``)."""
+    return drags * keep.to(drags.dtype).view(-1, 1, 1, 1)
+
+
+def denoising_loss(model, batch: dict[str, torch.Tensor], draws: Draws) -> torch.Tensor:
+    """The weighted x0 loss of one batch (float32 scalar); ``draws`` already on the batch's device."""
+    x0 = batch["latents"].float()
+    sigma = draws.sigma.to(x0.device, torch.float32)
+    x_noisy = x0 + draws.noise.to(x0.device) * edm.append_dims(sigma, x0.ndim)
+    output = model(
+        edm.scale_input(x_noisy, sigma),
+        edm.c_noise(sigma),
+        batch["cond_latent"],
+        batch["embedding"],
+        drop_drags(batch["drags"], draws.keep_drags.to(x0.device)),
+    ).sample
+    denoised = edm.denoise(output.float(), x_noisy, sigma)
+    return edm.edm_loss(denoised, x0, sigma)

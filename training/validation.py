@@ -1,0 +1,70 @@
+"""Validation during training: generate a few clips with the current (EMA) weights and write GIFs
+with the drags drawn, from the first frames and drags of Drag-a-Move-format clips."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from puppet_master.outputs import save_preview_gif
+from training import dragamove
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ValidationClip:
+    name: str
+    image: Image.Image  # the first true frame, 256x256 RGB
+    drags: np.ndarray  # (N, K, 4)
+
+
+def load_validation_clips(folder: str | Path, num_clips: int, size: int = 256) -> list[ValidationClip]:
+    clips = []
+    for path in dragamove.find_clips(folder)[:num_clips]:
+        clip = dragamove.load_clip(path)
+        first = dragamove.read_gif_frames(clip.gif_path, size)[0]
+        clips.append(ValidationClip(path.stem, Image.fromarray(first), clip.drags.numpy()))
+    return clips
+
+
+class Validator:
+    """Builds the pipeline around the training model once, then writes GIFs on demand."""
+
+    def __init__(self, clips: list[ValidationClip], out_dir: Path, *, svd_path: str | None, tiny: bool,
+                 num_inference_steps: int, seed: int):
+        self.clips, self.out_dir = clips, out_dir
+        self.svd_path, self.tiny = svd_path, tiny
+        self.num_inference_steps, self.seed = num_inference_steps, seed
+        self.pipe = None
+
+    def _pipeline(self, model, device):
+        if self.pipe is None:
+            from puppet_master.loading import load_pipeline
+
+            self.pipe = load_pipeline(model=model, svd=self.svd_path or None, tiny=self.tiny, device=device)
+        return self.pipe
+
+    @torch.no_grad()
+    def run(self, model, step: int, device) -> list[Path]:
+        was_training = model.training
+        model.eval()
+        try:
+            pipe = self._pipeline(model, device)
+            folder = self.out_dir / f"step_{step:08d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            paths = []
+            for clip in self.clips:
+                generator = torch.Generator(device="cpu").manual_seed(self.seed)
+                frames = pipe(clip.image, clip.drags, num_inference_steps=self.num_inference_steps,
+                              generator=generator, output_type="pil").frames[0]
+                paths.append(save_preview_gif(frames, clip.drags, folder / f"{clip.name}.gif"))
+            logger.info("validation GIFs for step %d in %s", step, folder)
+            return paths
+        finally:
+            model.train(was_training)
