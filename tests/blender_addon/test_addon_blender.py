@@ -268,3 +268,36 @@ def test_generate_with_backend_down_reports_a_clear_error(addon_zip, tmp_path):
     assert out["state"] == "ERROR" and f"No backend answers at {endpoint}" in out["error"]
     assert out["active"] == 0
     assert out["slowest"] < 0.05, "a timer tick blocked the UI thread"
+
+
+def test_local_backend_failure_shows_its_log(addon_zip, tmp_path):
+    fake_python = tmp_path / "python"
+    fake_python.write_text('#!/bin/sh\necho "no model found for: $*" >&2\nexit 2\n')
+    fake_python.chmod(0o755)
+    out = run_blender(
+        f"""
+        runtime = ext("runtime")
+        p = prefs()
+        p.backend_python = {str(fake_python)!r}
+        p.backend_model_args = "--model /missing"
+        assert bpy.ops.puppet_master.backend_start() == {{"FINISHED"}}
+        deadline = time.monotonic() + 20
+        while runtime.STATE.backend_watch and time.monotonic() < deadline:
+            runtime.tick()
+            time.sleep(0.05)
+        lines = runtime.backend_status_lines()
+        p.backend_python = os.path.join(os.environ["PM_WORKDIR"], "no_such_python")
+        try:
+            bpy.ops.puppet_master.backend_start()
+            missing = ""
+        except RuntimeError as exc:
+            missing = str(exc)
+        emit(lines=lines, missing=missing, missing_lines=runtime.backend_status_lines())
+        """,
+        addon_zip, tmp_path,
+    )
+    text = "\n".join(out["lines"])
+    assert "exited with code 2" in text and "no model found for: -m puppet_master serve" in text
+    assert "--model /missing" in text
+    assert "backend Python executable not found" in out["missing"]
+    assert any("backend Python executable not found" in line for line in out["missing_lines"])
