@@ -1,7 +1,8 @@
 """Which tracked points move together: the "independently moving parts" that each get one drag.
 
 - Separate objects (``part_ids``) are separate parts.
-- Inside a skinned mesh, points are grouped by the bone that drives them most (``bone_ids``).
+- Inside skinned meshes, points are grouped by the bone that drives them most (``bone_ids``); a
+  bone's group spans every mesh it drives (characters are often several meshes on one armature).
 - Inside a mesh without bones, a part that moves rigidly is one group; one that deforms (shape keys,
   vertex animation) is split by clustering the points' motion (k-means on their displacement
   trajectories, k chosen by silhouette). When no clear clustering exists the part is "ungrouped":
@@ -49,7 +50,7 @@ class PointGroup:
 @dataclass
 class Grouping:
     groups: list[PointGroup]
-    static_parts: list[str]  # names of parts with no moving point
+    static_parts: list[str]  # names of parts none of whose points move
     scale: float  # bbox diagonal at the window start
 
 
@@ -103,19 +104,18 @@ def group_points(
     moving = excursion > settings.static_rel * scale
     groups: list[PointGroup] = []
     static_parts: list[str] = []
+    skinned: list[np.ndarray] = []
     for part in np.unique(part_ids):
         part_name = _name(part_names, int(part), "part")
         members = np.flatnonzero(part_ids == part)
         idx = members[moving[members]]
-        if len(idx) < settings.min_group_points:
+        if len(idx) == 0:
             static_parts.append(part_name)
             continue
-        bones = bone_ids[idx]
-        if (bones >= 0).mean() > 0.5:
-            for bone in np.unique(bones[bones >= 0]):
-                sub = idx[bones == bone]
-                if len(sub) >= settings.min_group_points:
-                    groups.append(PointGroup(GROUP_BONE, f"bone:{_name(bone_names, int(bone), 'bone')}", sub))
+        if len(idx) < settings.min_group_points and (bone_ids[idx] < 0).all():
+            continue  # too few points to tell (a tiny part); skinned points still join their bone
+        if (bone_ids[idx] >= 0).mean() > 0.5:
+            skinned.append(idx[bone_ids[idx] >= 0])
             continue
         motion = float(np.linalg.norm(window[:, idx] - window[0, idx], axis=-1).mean())
         residual = float(rigid_residuals(window[:, idx]).mean())
@@ -131,4 +131,11 @@ def group_points(
                 for i, c in enumerate(clusters)
                 if len(c) >= settings.min_group_points
             ]
+    # one bone moves every mesh it drives the same way: bone groups span the skinned parts
+    if skinned:
+        idx = np.concatenate(skinned)
+        for bone in np.unique(bone_ids[idx]):
+            sub = idx[bone_ids[idx] == bone]
+            if len(sub) >= settings.min_group_points:
+                groups.append(PointGroup(GROUP_BONE, f"bone:{_name(bone_names, int(bone), 'bone')}", sub))
     return Grouping(groups, static_parts, scale)

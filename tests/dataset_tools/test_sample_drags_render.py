@@ -139,3 +139,26 @@ def test_curation_reads_real_render_folders(renders):
     rows = (renders / "metrics.csv").read_text().splitlines()
     assert len(rows) == 4 and {r.split(",")[0] for r in rows[1:]} == {
         "hinged_box_3/open_lid", "drawer_3/slide_out", "morph_blob_3/bulge"}
+
+
+def test_skinned_character_drags_follow_its_bones(tmp_path):
+    """RobotExpressive waving: drags group by bone, the waving arm moves most, planted feet get none."""
+    pytest.importorskip("bpy")
+    robot = ROOT.parent / "shared" / "assets" / "RobotExpressive.glb"
+    if not robot.is_file():
+        pytest.skip(f"{robot} is absent (CI has ../shared beside the checkout)")
+    subprocess.run(
+        [sys.executable, str(ROOT / "dataset_tools" / "render.py"), str(robot), "--out", str(tmp_path), "--clips", "Wave",
+         "--engine", "workbench", "--resolution", "64", "--views", "2", "--points", "1024", "--workers", "0"],
+        check=True, capture_output=True, timeout=600,
+    )
+    clip_dir = tmp_path / "RobotExpressive" / "Wave"
+    assert sample_main([str(clip_dir), "--no-progress"]) == 0
+    doc = read_drags_json(clip_dir / "drags.json")
+    assert len(doc["samples"]) == 2
+    for sample in doc["samples"]:
+        groups = [d["group"] for d in sample["drag_info"]]
+        assert all(g.startswith("bone:") for g in groups) and len(set(groups)) == len(groups)
+        longest = max(sample["drag_info"], key=lambda d: d["path_px"])["group"]
+        assert longest.endswith("R") and any(k in longest for k in ("Arm", "Palm", "Hand", "Thumb"))
+        assert {"FootL_1", "FootR_1"} <= set(sample["static_parts"])
