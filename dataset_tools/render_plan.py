@@ -90,9 +90,9 @@ def select_frames(start: float, end: float, num_frames: int, stride: float) -> l
 
     - ``stride > 0``: ``start, start + stride, ...`` up to ``end``, at most ``num_frames`` of them
       (``num_frames <= 0``: no limit).
-    - ``stride <= 0``: ``num_frames`` frames evenly spread from ``start`` to ``end`` inclusive (whole
-      frames when the clip is long enough for whole steps, else subframes); a clip with fewer whole
-      frames than that renders each of them once.
+    - ``stride <= 0``: ``num_frames`` frames evenly spread from ``start`` to ``end`` inclusive
+      (possibly fractional: Blender evaluates subframes); a clip with fewer whole frames than
+      ``num_frames`` renders each of its whole frames once.
     """
     if end < start:
         raise ValueError(f"clip ends ({end}) before it starts ({start})")
