@@ -84,6 +84,10 @@ class Clip:
             self._tracks = load_tracks(self.folder / TRACKS_FILE, num_views=len(self.views))
         return self._tracks
 
+    def unload(self) -> None:
+        """Forget the loaded tracks (they load again on next use)."""
+        self._tracks = None
+
     def frame_path(self, view: int, frame: int) -> Path:
         return self.folder / FRAME_NAME.format(view=view, frame=frame)
 

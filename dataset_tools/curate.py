@@ -58,20 +58,34 @@ def _progress(items: list, desc: str, enabled: bool) -> Iterable:
     return tqdm(items, desc=desc, unit="clip", disable=not enabled)
 
 
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
 def load_clips(root: Path, only: set[str] | None = None) -> list[Clip]:
-    clips = [load_clip(folder) for folder in find_clips(root)]
+    """The clip folders under ``root`` (those named in ``only`` when given); unreadable ones are reported."""
+    clips = []
+    for folder in find_clips(root):
+        try:
+            clips.append(load_clip(folder))
+        except ClipError as exc:
+            _warn(f"skipped: {exc}")
     if only is not None:
         clips = [c for c in clips if c.clip_id in only]
     if not clips:
-        raise CurateError(f"no clip folders (with clip.json and tracks.npz) under {root}")
+        raise CurateError(f"no readable clip folders (with clip.json and tracks.npz) under {root}")
     return clips
 
 
 def metrics_of(clips: list[Clip], progress: bool) -> list[tuple[str, dict[str, float]]]:
+    """Metrics of every clip whose tracks can be read (the others are reported and left out)."""
     rows = []
     for clip in _progress(clips, "metrics", progress):
-        rows.append((clip.clip_id, clip_metrics(clip.tracks.points, clip.tracks.part_ids)))
-        clip._tracks = None  # free the arrays; metrics are all we need
+        try:
+            rows.append((clip.clip_id, clip_metrics(clip.tracks.points, clip.tracks.part_ids)))
+        except ClipError as exc:
+            _warn(f"skipped: {exc}")
+        clip.unload()  # free the arrays; metrics are all we need
     return rows
 
 

@@ -110,11 +110,17 @@ def test_random_forest_train_apply_round_trip(tmp_path):
     assert read_id_list(out_list) == []
 
 
-def test_metrics_command_writes_a_csv(tmp_path):
+def test_metrics_command_writes_a_csv_and_reports_broken_clips(tmp_path, capsys):
     write_clip(tmp_path / "r" / "a" / "c", lid_box(t=10), num_views=1)
+    bad = write_clip(tmp_path / "r" / "b" / "c", lid_box(t=10), num_views=1)
+    (bad / "tracks.npz").write_bytes(b"\0" * 10)
+    worse = write_clip(tmp_path / "r" / "d" / "c", lid_box(t=10), num_views=1)
+    (worse / "cameras.json").write_text("{")
     assert main(["metrics", str(tmp_path / "r"), "--no-progress"]) == 0
     header, row = (tmp_path / "r" / "metrics.csv").read_text().splitlines()
     assert header.split(",") == ["clip_id", *FEATURES] and row.startswith("a/c,")
+    err = capsys.readouterr().err
+    assert "b/c/tracks.npz: cannot be read" in err and "d/c/cameras.json: not valid JSON" in err
 
 
 def test_training_errors_are_clear(tmp_path, capsys):
