@@ -36,7 +36,7 @@ class GroupingSettings:
     min_silhouette: float = 0.7
     #: largest k tried when clustering a deforming part
     max_clusters: int = 5
-    #: points used for the silhouette score (a random subset; it is quadratic in the count)
+    #: points the clustering is fitted and scored on (a random subset; the score is quadratic in it)
     silhouette_points: int = 1000
 
 
@@ -69,21 +69,24 @@ def _cluster_motion(
     if len(idx) < 2 * settings.min_group_points:
         return None
     features = (window[:, idx] - window[0, idx]).transpose(1, 0, 2).reshape(len(idx), -1)
-    best: tuple[float, np.ndarray] | None = None
-    sample = min(settings.silhouette_points, len(idx))
+    # fit and score on a subset (the cost grows with the points), then label every point
+    subset = rng.choice(len(idx), min(settings.silhouette_points, len(idx)), replace=False)
+    best: tuple[float, KMeans] | None = None
     for k in range(2, settings.max_clusters + 1):
-        if len(idx) < k * settings.min_group_points:
+        if len(subset) < k * settings.min_group_points:
             break
         with threadpool_limits(1):  # tiny problems: threads only oversubscribe the machine
-            labels = KMeans(n_clusters=k, n_init=3, random_state=int(rng.integers(2**31))).fit_predict(features)
-        if len(np.unique(labels)) < k:
+            model = KMeans(n_clusters=k, n_init=3, random_state=int(rng.integers(2**31))).fit(features[subset])
+        if len(np.unique(model.labels_)) < k:
             continue
-        score = float(silhouette_score(features, labels, sample_size=sample, random_state=int(rng.integers(2**31))))
+        score = float(silhouette_score(features[subset], model.labels_))
         if best is None or score > best[0]:
-            best = (score, labels)
+            best = (score, model)
     if best is None or best[0] < settings.min_silhouette:
         return None
-    return [idx[best[1] == c] for c in np.unique(best[1])]
+    with threadpool_limits(1):
+        labels = best[1].predict(features)
+    return [idx[labels == c] for c in np.unique(labels)]
 
 
 def group_points(
