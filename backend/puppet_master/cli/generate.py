@@ -1,0 +1,140 @@
+"""``puppet-master generate``: one image + drags -> frames, preview.gif and settings.json."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+import time
+from pathlib import Path
+
+from puppet_master import __version__
+from puppet_master.cli import CLIError
+from puppet_master.cli._model_options import add_model_arguments, model_source, pipeline_from_args
+from puppet_master.drags import (
+    Drag,
+    DragError,
+    drags_to_array,
+    parse_drag,
+    pixels_to_normalized,
+    validate_drags,
+)
+from puppet_master.image_prep import CROP_MODES, ImageError, crop_window, load_image
+
+logger = logging.getLogger(__name__)
+
+
+def _check_out_dir(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise CLIError(f"--out {out} is not empty; choose a new folder or pass --overwrite")
+
+
+def read_drags(texts: list[str], width: int, height: int, pixels: bool) -> list[Drag]:
+    """Parse ``--drag`` values (fractions, or pixels of a ``width x height`` image) and validate them."""
+    drags = [parse_drag(text) for text in texts]
+    if pixels:
+        drags = [pixels_to_normalized(d, width, height) for d in drags]
+    validate_drags(drags)
+    return drags
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from puppet_master.outputs import write_result
+    from puppet_master.pipeline import GenerationCancelled
+
+    # 1. check every input before a model is loaded
+    out = Path(args.out).expanduser()
+    _check_out_dir(out, args.overwrite)
+    for name in ("steps", "num_videos"):
+        if getattr(args, name) < 1:
+            raise CLIError(f"--{name.replace('_', '-')} must be at least 1")
+    try:
+        image = load_image(args.image)
+        drags = read_drags(args.drag, image.width, image.height, args.pixels)
+        crop_window(image, args.crop).map_drag_array(drags_to_array(drags))
+    except (ImageError, DragError) as exc:
+        raise CLIError(str(exc)) from exc
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+
+    # 2. load the model and generate
+    pipe = pipeline_from_args(args)
+    generators = [torch.Generator().manual_seed(seed + i) for i in range(args.num_videos)]
+    start = time.monotonic()
+    try:
+        result = pipe(
+            image,
+            drags,
+            num_inference_steps=args.steps,
+            min_guidance_scale=args.min_guidance,
+            max_guidance_scale=args.guidance,
+            num_videos_per_prompt=args.num_videos,
+            generator=generators,
+            decode_chunk_size=args.decode_chunk_size,
+            crop=args.crop,
+        )
+    except (ImageError, DragError, ValueError) as exc:
+        raise CLIError(str(exc)) from exc
+    except GenerationCancelled as exc:
+        raise CLIError(str(exc)) from exc
+    seconds = time.monotonic() - start
+
+    # 3. write frames, preview and settings (one folder per video when there are several)
+    settings = {
+        "command": "generate",
+        "puppet_master": __version__,
+        "image": str(Path(args.image).expanduser().resolve()),
+        "image_size": [image.width, image.height],
+        "crop": args.crop,
+        "window": result.window.to_json(),
+        "drags": [d.to_json() for d in drags],
+        "num_frames": len(result.frames[0]),
+        "num_inference_steps": args.steps,
+        "min_guidance_scale": args.min_guidance,
+        "max_guidance_scale": args.guidance,
+        "decode_chunk_size": args.decode_chunk_size,
+        "model": model_source(args),
+        "device": str(pipe.device),
+        "dtype": str(pipe.dtype).removeprefix("torch."),
+        "seconds": round(seconds, 3),
+    }
+    for i, frames in enumerate(result.frames):
+        folder = out if args.num_videos == 1 else out / f"video_{i:02d}"
+        write_result(folder, frames, result.drags[i], {**settings, "seed": seed + i}, untrained=pipe.config.untrained)
+        print(f"wrote {len(frames)} frames, preview.gif and settings.json to {folder}")
+    if pipe.config.untrained:
+        print("note: the model is untrained (random weights); the frames are noise")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "generate",
+        help="generate the frames of a drag-conditioned motion from one image",
+        description=(
+            "Generate 14 frames in which the dragged parts of the object in IMAGE move along the drags. "
+            "Drag points are fractions of the image's width and height (0 to 1, x to the right, y down) "
+            "unless --pixels is given."
+        ),
+    )
+    parser.add_argument("--image", required=True, help="the input image (RGB, or RGBA composited on white)")
+    parser.add_argument(
+        "--drag", action="append", default=[], metavar="X0,Y0:X1,Y1",
+        help="a drag from (X0, Y0) to (X1, Y1); repeat for up to 5 drags",
+    )
+    parser.add_argument("--pixels", action="store_true", help="drag points are pixels of the image, not fractions")
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder for frame_0000.png..., preview.gif, settings.json")
+    parser.add_argument("--crop", choices=CROP_MODES, default="none",
+                        help="none: the whole image; object: a square around the alpha bounding box (2.2x)")
+    parser.add_argument("--steps", type=int, default=50, help="denoising steps (default 50)")
+    parser.add_argument("--guidance", type=float, default=5.0, help="guidance weight of the last frame (default 5)")
+    parser.add_argument("--min-guidance", type=float, default=1.0, help="guidance weight of the first frame (default 1)")
+    parser.add_argument("--seed", type=int, help="random seed (default: a random one, written to settings.json)")
+    parser.add_argument("--num-videos", type=int, default=1, help="videos to generate (seeds SEED, SEED+1, ...)")
+    parser.add_argument("--decode-chunk-size", type=int, help="frames the VAE decodes at once (less memory)")
+    parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out folder")
+    add_model_arguments(parser)
+    parser.set_defaults(func=run)
