@@ -25,21 +25,21 @@ SIZE = 96
 pytestmark = pytest.mark.blender
 
 
+def _run(args: list[str]) -> None:
+    """Run a dataset tool in its own process; a failure shows the end of its output."""
+    done = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"{args[0]} failed ({done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}"
+
+
 @pytest.fixture(scope="module")
 def renders(tmp_path_factory):
     pytest.importorskip("bpy")
     work = tmp_path_factory.mktemp("e2e")
-    subprocess.run(
-        [sys.executable, str(ROOT / "dataset_tools" / "procedural.py"), "--out", str(work / "assets"),
-         "--kinds", "hinged_box", "drawer", "morph_blob", "--seeds", "3", "--frames", "16"],
-        check=True, capture_output=True, timeout=300,
-    )
-    subprocess.run(
-        [sys.executable, str(ROOT / "dataset_tools" / "render.py"), str(work / "assets"), "--out", str(work / "renders"),
-         "--engine", "workbench", "--resolution", str(SIZE), "--views", "4", "--points", "1024", "--frames", "14",
-         "--workers", "0", "--review-strip"],
-        check=True, capture_output=True, timeout=600,
-    )
+    _run([str(ROOT / "dataset_tools" / "procedural.py"), "--out", str(work / "assets"),
+          "--kinds", "hinged_box", "drawer", "morph_blob", "--seeds", "3", "--frames", "16"])
+    _run([str(ROOT / "dataset_tools" / "render.py"), str(work / "assets"), "--out", str(work / "renders"),
+          "--engine", "workbench", "--resolution", str(SIZE), "--views", "4", "--points", "1024", "--frames", "14",
+          "--workers", "0", "--review-strip"])
     assert sample_main([str(work / "renders"), "--seed", "1", "--no-progress"]) == 0
     return work / "renders"
 
@@ -147,11 +147,8 @@ def test_skinned_character_drags_follow_its_bones(tmp_path):
     robot = ROOT.parent / "shared" / "assets" / "RobotExpressive.glb"
     if not robot.is_file():
         pytest.skip(f"{robot} is absent (CI has ../shared beside the checkout)")
-    subprocess.run(
-        [sys.executable, str(ROOT / "dataset_tools" / "render.py"), str(robot), "--out", str(tmp_path), "--clips", "Wave",
-         "--engine", "workbench", "--resolution", "64", "--views", "2", "--points", "1024", "--workers", "0"],
-        check=True, capture_output=True, timeout=600,
-    )
+    _run([str(ROOT / "dataset_tools" / "render.py"), str(robot), "--out", str(tmp_path), "--clips", "Wave",
+          "--engine", "workbench", "--resolution", "64", "--views", "2", "--points", "1024", "--workers", "0"])
     clip_dir = tmp_path / "RobotExpressive" / "Wave"
     assert sample_main([str(clip_dir), "--no-progress"]) == 0
     doc = read_drags_json(clip_dir / "drags.json")
