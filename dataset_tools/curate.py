@@ -71,6 +71,9 @@ def load_clips(root: Path, only: set[str] | None = None) -> list[Clip]:
         except ClipError as exc:
             _warn(f"skipped: {exc}")
     if only is not None:
+        missing = only - {c.clip_id for c in clips}
+        if missing:
+            _warn(f"{len(missing)} listed clips are not under {root}, e.g. {sorted(missing)[0]}")
         clips = [c for c in clips if c.clip_id in only]
     if not clips:
         raise CurateError(f"no readable clip folders (with clip.json and tracks.npz) under {root}")

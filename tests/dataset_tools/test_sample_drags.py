@@ -239,3 +239,15 @@ def test_lid_drag_moves_up_in_front_view(tmp_path, angle):
     # the front edge rises by 0.4 * sin(angle) world units, ~0.12 * sin(angle) of the image height
     # (camera 2 units away, 35 mm lens on 32 mm): start points lie mostly in the front half of the lid
     assert np.median(rises) > 0.05 * np.sin(angle)
+
+
+def test_shards_split_the_clips(tmp_path):
+    root = tmp_path / "renders"
+    for name in ("a", "b", "c"):
+        write_clip(root / name / "clip", lid_box(t=14), num_views=1)
+    assert main([str(root), "--shard", "1/2", "--no-progress"]) == 0
+    assert [p.parent.parent.name for p in sorted(root.rglob("drags.json"))] == ["b"]
+    assert main([str(root), "--shard", "0/2", "--no-progress"]) == 0
+    assert len(list(root.rglob("drags.json"))) == 3
+    with pytest.raises(SystemExit):
+        main([str(root), "--shard", "2/2"])

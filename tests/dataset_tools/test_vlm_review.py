@@ -140,11 +140,12 @@ def test_review_over_loopback_with_cache(tmp_path, server, monkeypatch):
     assert read_id_list(root / "hq.json") == ["aaa", "bbb", "ccc"]
 
 
-def test_only_listed_clips_are_reviewed(tmp_path, server, monkeypatch):
+def test_only_listed_clips_are_reviewed(tmp_path, server, monkeypatch, capsys):
     monkeypatch.setenv("PM_TEST_VLM_KEY", API_KEY)
     root = _root(tmp_path)
-    (root / "in.json").write_text(json.dumps(["ccc/wave"]))
+    (root / "in.json").write_text(json.dumps(["ccc/wave", "zzz/gone"]))
     assert _review(root, server, "--clips", str(root / "in.json")) == 0
+    assert "1 listed clips are not under" in capsys.readouterr().err
     assert len(server.requests) == 1
     assert read_id_list(root / "hq.json") == ["ccc"]
 
