@@ -162,9 +162,10 @@ class Candidate:
 
 
 def _draw(indices: np.ndarray, weights: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
-    count = min(count, len(indices))
-    p = weights / weights.sum() if weights.sum() > 0 else None
-    return rng.choice(indices, size=count, replace=False, p=p)
+    total = float(weights.sum())
+    if total <= 0:
+        return rng.choice(indices, size=min(count, len(indices)), replace=False)
+    return rng.choice(indices, size=min(count, int(np.count_nonzero(weights))), replace=False, p=weights / total)
 
 
 def sample_view(
