@@ -120,3 +120,20 @@ def test_bad_configuration_names_the_values():
         PuppetMasterUNet(**{**TINY_CONFIG, "num_attention_heads": (3, 1, 1, 1)})
     with pytest.raises(ValueError, match="pos_embed_dim"):
         PuppetMasterUNet(**{**TINY_CONFIG, "pos_embed_dim": 6})
+
+
+def test_identical_drag_maps_are_computed_once_with_the_same_result(model):
+    inputs = tiny_inputs(model, batch=2, frames=3)
+    inputs["drags"][1] = 0  # the unconditional half of a CFG batch: three identical frames
+    rows = []
+    hook = model.down_blocks[0].flow_convs[0].register_forward_hook(lambda m, args, out: rows.append(len(args[0])))
+    try:
+        with torch.no_grad():
+            shared = model(**inputs).sample
+            model.share_identical_drag_maps = False
+            separate = model(**inputs).sample
+    finally:
+        model.share_identical_drag_maps = True
+        hook.remove()
+    assert rows == [3 + 1, 2 * 3]
+    torch.testing.assert_close(shared, separate, atol=1e-5, rtol=1e-5)

@@ -86,11 +86,15 @@ class DragContext:
     """What every drag layer needs in one forward pass; encodings and position grids cached per size.
 
     ``drags`` ``(B, N, K, 4)`` padded to the model's slots; ``image_token`` ``(B*N, 1, D)``.
+    With ``share_identical_maps`` the modulation towers run once per distinct drag encoding:
+    frames whose encodings are equal (every frame of an undragged or unconditional CFG sample,
+    frames where the drags stand still) share one result, which is the same function, cheaper.
     """
 
     drags: torch.Tensor
     pos_embed_dim: int
     image_token: torch.Tensor
+    share_identical_maps: bool = True
     _cache: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -98,12 +102,26 @@ class DragContext:
         flat = self.drags.reshape(batch * frames, slots, 4)
         self.mask = active_drag_mask(flat)  # (B*N, K)
         self.points = torch.cat([flat[..., :2], flat[..., 2:]], dim=1)  # (B*N, 2K, 2): starts, then currents
+        self.representatives = self.inverse = None
+        if self.share_identical_maps:
+            # a frame's encoding is a function of its drag rows and its video's final points
+            final = self.drags[:, -1:, :, 2:].expand(batch, frames, slots, 2)
+            keys = torch.cat([self.drags, final], dim=-1).reshape(batch * frames, -1)
+            keys = torch.where(self.mask.repeat_interleave(6, dim=1), keys, torch.zeros_like(keys))
+            unique, inverse = torch.unique(keys, dim=0, return_inverse=True)
+            if unique.shape[0] < keys.shape[0]:
+                self.inverse = inverse
+                self.representatives = torch.empty_like(inverse[: unique.shape[0]]).scatter_(
+                    0, inverse, torch.arange(inverse.shape[0], device=inverse.device)
+                )
 
     def _inputs(self, height: int, width: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """Drag encoding ``(B*N, 6K, h, w)`` and position embeddings of the points ``(B*N, 2K, P)``."""
+        """Drag encoding ``(B*N or distinct, 6K, h, w)`` and point position embeddings ``(B*N, 2K, P)``."""
         key = (height, width, dtype)
         if key not in self._cache:
             encoding = encode_drags(self.drags, height, width).flatten(0, 1).to(dtype)
+            if self.representatives is not None:
+                encoding = encoding[self.representatives]
             grid = sincos_2d_grid(height, width, self.pos_embed_dim, self.drags.device)
             rows, count = self.points.shape[:2]
             position = sample_at_points(grid[None], self.points.reshape(1, rows * count, 2))
@@ -115,12 +133,17 @@ class DragContext:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Adaptive norm ``h * (1 + scale) + shift``, and the context [image token, drag tokens]."""
         encoding, position = self._inputs(*hidden_states.shape[-2:], hidden_states.dtype)
-        scale, shift = embedder(encoding).chunk(2, dim=1)
-        hidden_states = hidden_states * (1 + scale) + shift
+        modulation = embedder(encoding)
+        if self.inverse is not None:
+            modulation = modulation[self.inverse]
+        scale, shift = modulation.chunk(2, dim=1)
+        hidden_states = torch.addcmul(shift, hidden_states, 1 + scale)
 
-        # tokens from [feature at start, feature at current point, position of start, of current]
+        # one token per drag from [feature at start, feature at current point, their positions]
         features = sample_at_points(hidden_states.detach(), self.points)  # (B*N, 2K, C)
         slots = self.mask.shape[1]
-        tokens = token_mlp(torch.cat([features[:, :slots], features[:, slots:], position[:, :slots], position[:, slots:]], dim=-1))
-        tokens = tokens * self.mask.unsqueeze(-1).to(tokens.dtype)
+        token_input = torch.cat(
+            [features[:, :slots], features[:, slots:], position[:, :slots], position[:, slots:]], dim=-1
+        )
+        tokens = token_mlp(token_input) * self.mask.unsqueeze(-1).to(hidden_states.dtype)
         return hidden_states, torch.cat([self.image_token, tokens], dim=1)

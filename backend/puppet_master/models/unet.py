@@ -192,6 +192,8 @@ class PuppetMasterUNet(ModelMixin, AttentionMixin, ConfigMixin):
 
         # 7. all-to-first attention in every spatial self-attention
         self.set_attn_processor(self.default_attn_processors())
+        # run the modulation towers once per distinct drag encoding (same outputs, less work)
+        self.share_identical_drag_maps = True
 
     # ------------------------------------------------------------------ attention processors
     def spatial_self_attention_names(self) -> list[str]:
@@ -290,7 +292,10 @@ class PuppetMasterUNet(ModelMixin, AttentionMixin, ConfigMixin):
         hidden = torch.cat([sample, image], dim=2).flatten(0, 1).to(dtype)
         image_token = encoder_hidden_states.to(dtype).repeat_interleave(frames, dim=0, output_size=batch * frames)
         drag_context = DragContext(
-            pad_drags(drags.float(), self.config.num_drags), self.config.pos_embed_dim, image_token
+            pad_drags(drags.float(), self.config.num_drags),
+            self.config.pos_embed_dim,
+            image_token,
+            share_identical_maps=self.share_identical_drag_maps,
         )
         image_only_indicator = torch.zeros(batch, frames, dtype=dtype, device=sample.device)
         self._set_num_frames(frames)
