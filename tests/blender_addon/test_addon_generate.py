@@ -39,6 +39,7 @@ def setup_shot(endpoint, resolution=(96, 64), steps=2):
     scene.display.shading.light = "FLAT"
     scene.display.shading.color_type = "TEXTURE"
     scene.view_settings.view_transform = "Standard"
+    scene.display.render_aa = "OFF"
     prefs().endpoint = endpoint
     props = scene.puppet_master
     props.reference_size = 64
@@ -56,7 +57,7 @@ def test_generate_builds_a_camera_filling_image_sequence_plane(addon_zip, tiny_s
         PUMP + f"""
         from bpy_extras.object_utils import world_to_camera_view
         import numpy as np
-        scene, cam, cube = setup_shot("{tiny_server}")
+        scene, cam, cube = setup_shot("{tiny_server}", steps=1)
         scene.frame_start, scene.frame_end = 5, 10
         blend = os.path.join(os.environ["PM_WORKDIR"], "shot.blend")
         bpy.ops.wm.save_as_mainfile(filepath=blend)
@@ -84,8 +85,8 @@ def test_generate_builds_a_camera_filling_image_sequence_plane(addon_zip, tiny_s
         def frame_small(name):
             img = bpy.data.images.load(os.path.join(folder, name))
             arr = ext("reference").image_array(img)[..., :3]
-            s = arr.shape[0] // 64
-            return arr.reshape(64, s, 64, s, 3).mean(axis=(1, 3)).tolist()
+            s = arr.shape[0] // 64  # the texel that a 64-pixel render samples at each pixel centre
+            return arr[s // 2 :: s, s // 2 :: s].tolist()
         first_frames = [frame_small(f) for f in frames]
         emit(states=states, slowest=slowest, state=props.job_state, error=props.job_error, job_id=props.job_id,
              folder=folder, frames=frames, blend_dir=os.path.dirname(blend),
@@ -124,8 +125,8 @@ def test_generate_builds_a_camera_filling_image_sequence_plane(addon_zip, tiny_s
     frames = np.array(out["frame_images"])
     for rendered, index in ((np.array(out["render_first"]), 0), (np.array(out["render_last"]), 13)):
         errors = np.abs(frames - rendered[None]).mean(axis=(1, 2, 3))
-        assert errors[index] < 0.03, errors
-        assert errors.argmin() == index or errors[index] <= errors.min() + 1e-3, errors
+        assert errors[index] < 0.01, errors
+        assert errors.argmin() == index, errors
     assert out["variant_state"] == "DONE" and len(out["planes"]) == 2 and out["first"] in out["planes"]
 
 
@@ -172,7 +173,7 @@ def test_local_backend_ping_and_cancel(addon_zip, tmp_path):
 def test_reopen_fetches_a_result_that_finished_while_blender_was_closed(addon_zip, tiny_server, tmp_path):
     first = run_blender(
         PUMP + f"""
-        scene, cam, cube = setup_shot("{tiny_server}", steps=4)
+        scene, cam, cube = setup_shot("{tiny_server}", steps=2)
         blend = os.path.join(os.environ["PM_WORKDIR"], "closed.blend")
         bpy.ops.wm.save_as_mainfile(filepath=blend)
         bpy.ops.puppet_master.generate()
