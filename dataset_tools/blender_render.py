@@ -58,6 +58,11 @@ def configure(settings: RenderSettings) -> None:
         scene.eevee.taa_render_samples = max(1, settings.samples)
 
 
+def effective_device(settings: RenderSettings) -> str | None:
+    """The Cycles device actually used (GPU requests fall back to CPU without a GPU); None otherwise."""
+    return bpy.context.scene.cycles.device if settings.engine == "cycles" else None
+
+
 def _world_light(scene, strength: float) -> None:
     """A uniform white environment: soft, even light from every direction."""
     world = bpy.data.worlds.get("PM_world") or bpy.data.worlds.new("PM_world")

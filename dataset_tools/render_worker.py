@@ -153,14 +153,20 @@ def render_clip(job: RenderJob, clip, all_clips, objects, clip_dir: Path) -> flo
     # 5. every frame: follow the points, their visibility per view, render every view
     points = np.zeros((len(frames), job.points, 3), dtype=np.float32)
     visibility = np.zeros((len(views), len(frames), job.points), dtype=bool)
+    timing = {"tracks": 0.0, "images": 0.0}
     for t, frame in enumerate(frames):
+        tick = time.monotonic()
         blender_scene.set_frame(frame)
         geometry = blender_tracks.frame_geometry(objects)
         points[t] = blender_tracks.track_points(samples, geometry)
         bvh = blender_tracks.build_bvh(geometry)
-        for v, cam in enumerate(cams):
+        for v in range(len(cams)):
             visibility[v, t] = blender_tracks.visibility(points[t].astype(np.float64), bvh, k_matrix, w2cs[v], (size, size))
+        timing["tracks"] += time.monotonic() - tick
+        tick = time.monotonic()
+        for v, cam in enumerate(cams):
             blender_render.render_to(clip_dir / f"view_{v:02d}" / f"{t:04d}.png", cam, job.render)
+        timing["images"] += time.monotonic() - tick
         log(f"{job.asset_id}/{clip.name}: frame {t + 1}/{len(frames)}")
     # 6. review strip: the front view at the quarters of the clip
     review = None
@@ -198,7 +204,7 @@ def render_clip(job: RenderJob, clip, all_clips, objects, clip_dir: Path) -> flo
         "normalization": {"scale": scale, "offset": offset},
         "bbox": [lo.tolist(), hi.tolist()],
         "engine": settings.engine,
-        "device": settings.device,
+        "device": blender_render.effective_device(settings),
         "samples": settings.samples if settings.engine != "workbench" else None,
         "denoise": settings.denoise if settings.engine == "cycles" else False,
         "denoise_quality": settings.denoise_quality if settings.engine == "cycles" and settings.denoise else None,
@@ -210,6 +216,8 @@ def render_clip(job: RenderJob, clip, all_clips, objects, clip_dir: Path) -> flo
         "seed": job.seed,
         "review_strip": review,
         "seconds": round(seconds, 2),
+        "seconds_tracks": round(timing["tracks"], 2),
+        "seconds_images": round(timing["images"], 2),
     })
     return seconds
 
