@@ -57,6 +57,22 @@ def to_tensor(images: Sequence[Image.Image]) -> torch.Tensor:
     return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
 
 
+def load_svd_encoders(folder: str | Path) -> dict:
+    """``vae``, ``image_encoder`` and ``feature_extractor`` of a local SVD folder (diffusers layout)."""
+    from diffusers import AutoencoderKLTemporalDecoder
+    from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+
+    folder = Path(folder)
+    for sub in ("vae", "image_encoder", "feature_extractor"):
+        if not (folder / sub).is_dir():
+            raise CacheError(f"SVD folder {folder} has no {sub}/ (expected the diffusers layout of SVD img2vid)")
+    return {
+        "vae": AutoencoderKLTemporalDecoder.from_pretrained(folder, subfolder="vae"),
+        "image_encoder": CLIPVisionModelWithProjection.from_pretrained(folder, subfolder="image_encoder"),
+        "feature_extractor": CLIPImageProcessor.from_pretrained(folder, subfolder="feature_extractor"),
+    }
+
+
 class Encoders:
     """The SVD VAE and CLIP image encoder, wrapped in a ``PuppetMasterPipeline`` without U-Net so that
     the CLIP preprocessing is exactly the one used at inference."""
@@ -72,17 +88,7 @@ class Encoders:
 
     @classmethod
     def from_svd(cls, folder: str | Path, device: str = "cpu", dtype=torch.float32) -> Encoders:
-        from diffusers import AutoencoderKLTemporalDecoder
-        from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
-
-        folder = Path(folder)
-        for sub in ("vae", "image_encoder", "feature_extractor"):
-            if not (folder / sub).is_dir():
-                raise CacheError(f"SVD folder {folder} has no {sub}/ (expected the diffusers layout of SVD img2vid)")
-        vae = AutoencoderKLTemporalDecoder.from_pretrained(folder, subfolder="vae")
-        image_encoder = CLIPVisionModelWithProjection.from_pretrained(folder, subfolder="image_encoder")
-        feature_extractor = CLIPImageProcessor.from_pretrained(folder, subfolder="feature_extractor")
-        return cls(vae, image_encoder, feature_extractor, device, dtype)
+        return cls(**load_svd_encoders(folder), device=device, dtype=dtype)
 
     @torch.no_grad()
     def encode_frames(self, frames: torch.Tensor, batch: int = 14) -> tuple[torch.Tensor, torch.Tensor]:

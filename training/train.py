@@ -89,19 +89,21 @@ class Trainer:
 
     def __init__(self, config: Config):
         from accelerate import Accelerator, PartialState
-        from accelerate.utils import DistributedType
+        from accelerate.utils import DistributedType, parse_flag_from_env
 
         # 1. accelerator and config checks that need the process count
         self.config = config
         self.output_dir = Path(config.output_dir)
-        probe = PartialState()
+        # without an accelerator, processes started by accelerate launch / torchrun use gloo on the CPU
+        cpu = parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
+        probe = PartialState(cpu=cpu)
         num_processes = probe.num_processes
         check_config(config, num_processes)
         if config.train.mixed_precision == "fp16" and probe.device.type == "cpu":
             raise ConfigError("train.mixed_precision = 'fp16' needs a GPU; use 'bf16' or 'no' on CPU")
         self.accumulation = config.gradient_accumulation_steps(num_processes)
         self.accelerator = acc = Accelerator(
-            mixed_precision=config.train.mixed_precision, gradient_accumulation_steps=self.accumulation
+            cpu=cpu, mixed_precision=config.train.mixed_precision, gradient_accumulation_steps=self.accumulation
         )
         self.sharded = acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
         self.checkpoint_root = self.output_dir / "checkpoints"

@@ -33,6 +33,35 @@ def load_validation_clips(folder: str | Path, num_clips: int, size: int = 256) -
     return clips
 
 
+def build_pipeline(model, *, svd_path: str | None, tiny: bool, device):
+    """A PuppetMasterPipeline around ``model`` (the training U-Net itself, not a copy), with SVD's
+    VAE and image encoder from ``svd_path``, or puppet_master.tiny's random ones when ``tiny``."""
+    from puppet_master.pipeline import PuppetMasterPipeline, svd_scheduler
+
+    if tiny:
+        from puppet_master.tiny import tiny_components
+
+        components = tiny_components()
+        components.pop("unet")
+    elif svd_path:
+        from training.cache_latents import load_svd_encoders
+
+        components = {**load_svd_encoders(svd_path), "scheduler": svd_scheduler()}
+    else:
+        raise ValueError("validation needs an SVD folder (validation.svd_path or model.svd_path)")
+    width = components["image_encoder"].config.projection_dim
+    if width != model.config.cross_attention_dim:
+        raise ValueError(
+            f"the image encoder gives {width}-d embeddings but the U-Net's cross_attention_dim is "
+            f"{model.config.cross_attention_dim}: validation needs matching components"
+        )
+    pipe = PuppetMasterPipeline(**components, unet=model, untrained=tiny)
+    components["vae"].to(device)
+    components["image_encoder"].to(device)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
 class Validator:
     """Builds the pipeline around the training model once, then writes GIFs on demand."""
 
@@ -45,9 +74,7 @@ class Validator:
 
     def _pipeline(self, model, device):
         if self.pipe is None:
-            from puppet_master.loading import load_pipeline
-
-            self.pipe = load_pipeline(model=model, svd=self.svd_path or None, tiny=self.tiny, device=device)
+            self.pipe = build_pipeline(model, svd_path=self.svd_path, tiny=self.tiny, device=device)
         return self.pipe
 
     @torch.no_grad()

@@ -1,0 +1,132 @@
+"""The training loop on a tiny real U-Net and a latent cache built from tiny renders (CPU)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from puppet_master.models.unet import PuppetMasterUNet
+from tests.training.conftest import DRAG_A_MOVE, needs_drag_a_move, tiny_config
+from training import checkpointing, objective
+from training.config import ConfigError
+from training.data import MixtureDataset
+from training.tracking import read_metrics
+from training.train import Trainer, build_model, build_optimizer
+
+
+def test_overfitting_one_batch_halves_the_loss(tmp_path, latent_cache):
+    config = tiny_config(tmp_path, latent_cache, {"optim.learning_rate": "1e-3"})
+    dataset = MixtureDataset(config.data, seed=0)
+    batch = torch.utils.data.default_collate([dataset[0], dataset[1]])
+    draws = objective.draw(batch["index"], tuple(batch["latents"].shape[1:]), seed=0, p_mean=0.7, p_std=1.6,
+                           drag_dropout=0.0)
+    model = build_model(config)
+    optimizer = build_optimizer(model, config)
+    losses = []
+    for _ in range(40):
+        loss = objective.denoising_loss(model, batch, draws)
+        losses.append(loss.item())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert min(losses[-5:]) <= 0.5 * losses[0], losses
+
+
+def _weights(folder):
+    return load_file(str(folder / checkpointing.WEIGHTS_NAME))
+
+
+def test_resume_gives_the_same_loss_curve(tmp_path, latent_cache):
+    extra = {"train.max_steps": 4, "train.checkpoint_every": 2, "optim.learning_rate": "1e-3",
+             "train.ema_decay": 0.5}
+    full = Trainer(tiny_config(tmp_path / "full", latent_cache, extra)).train()
+
+    first = Trainer(tiny_config(tmp_path / "split", latent_cache, {**extra, "train.max_steps": 2})).train()
+    assert first.step == 2
+    resumed_trainer = Trainer(tiny_config(tmp_path / "split", latent_cache, {**extra, "train.resume": '"latest"'}))
+    assert resumed_trainer.step == 2
+    resumed = resumed_trainer.train()
+
+    assert sorted(full.losses) == [1, 2, 3, 4]
+    assert sorted(resumed.losses) == [3, 4]
+    for step in (1, 2):
+        assert first.losses[step] == full.losses[step]
+    for step in (3, 4):
+        assert resumed.losses[step] == full.losses[step], (step, resumed.losses[step], full.losses[step])
+    assert len(set(full.losses.values())) == 4  # the steps really differ (different samples and noise)
+
+    # the logged curve is the same too (the resumed run continues the CSV without duplicate rows)
+    rows_full = read_metrics(tmp_path / "full" / "logs" / "metrics.csv")
+    rows_split = read_metrics(tmp_path / "split" / "logs" / "metrics.csv")
+    assert [r["step"] for r in rows_split] == [1, 2, 3, 4]
+    assert [r["loss"] for r in rows_split] == pytest.approx([r["loss"] for r in rows_full], rel=1e-6)
+
+    # and the final model and EMA weights match
+    for sub in ("model", "ema"):
+        a = _weights(full.last_checkpoint / sub)
+        b = _weights(resumed.last_checkpoint / sub)
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=f"{sub}/{key}")
+
+
+def test_checkpoints_are_complete_pruned_and_loadable(tmp_path, latent_cache):
+    config = tiny_config(tmp_path, latent_cache, {"train.max_steps": 3, "train.checkpoint_every": 1,
+                                                  "train.checkpoints_total_limit": 2})
+    result = Trainer(config).train()
+    root = tmp_path / "checkpoints"
+    kept = checkpointing.complete_checkpoints(root)
+    assert [step for step, _ in kept] == [2, 3]
+    assert json.loads((root / "latest.json").read_text())["step"] == 3
+    folder = result.last_checkpoint
+    for name in ("optimizer.safetensors", "rng_state_0.safetensors", "trainer_state.json",
+                 "model/diffusion_pytorch_model.safetensors", "ema/diffusion_pytorch_model.safetensors"):
+        assert (folder / name).is_file(), name
+    state = json.loads((folder / "trainer_state.json").read_text())
+    assert state["step"] == 3 and state["samples_seen"] == 3 * config.train.global_batch_size
+    assert state["ema_updates"] == 3
+    ema = PuppetMasterUNet.from_pretrained(folder / "ema")
+    model = PuppetMasterUNet.from_pretrained(folder / "model")
+    differs = [not torch.equal(a, b) for a, b in zip(ema.parameters(), model.parameters(), strict=True)]
+    assert any(differs)  # the EMA lags behind the trained weights
+
+
+def test_resume_from_a_missing_checkpoint_names_it(tmp_path, latent_cache):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(checkpointing.CheckpointError, match="nowhere"):
+        Trainer(tiny_config(tmp_path, latent_cache, {"train.resume": json.dumps(str(missing))}))
+
+
+def test_fp16_on_cpu_is_refused_up_front(tmp_path, latent_cache):
+    if torch.cuda.is_available():
+        pytest.skip("fp16 is allowed with a GPU")
+    with pytest.raises(ConfigError, match="fp16"):
+        Trainer(tiny_config(tmp_path, latent_cache, {"train.mixed_precision": '"fp16"'}))
+
+
+@needs_drag_a_move
+def test_validation_writes_gifs_with_ema_weights_and_restores_the_model(tmp_path, latent_cache):
+    config = tiny_config(tmp_path, latent_cache, {
+        "train.max_steps": 1, "validation.every": 1, "validation.data": json.dumps(str(DRAG_A_MOVE)),
+        "validation.num_clips": 1, "validation.num_inference_steps": 1, "optim.learning_rate": "1e-2",
+        "train.ema_decay": 0.5,
+    })
+    trainer = Trainer(config)
+    result = trainer.train()
+    gif = tmp_path / "validation" / "step_00000001" / "00000.gif"
+    assert gif.is_file()
+    with Image.open(gif) as im:
+        assert im.n_frames == 14 and im.size == (256, 256)
+        im.seek(13)
+        last = np.asarray(im.convert("RGB"))
+    # the drag of clip 00000 is drawn in its first colour
+    assert (np.abs(last.astype(int) - [230, 25, 75]).sum(axis=-1) < 40).any()
+    # after validation the model holds its trained weights again, not the EMA
+    trained = _weights(result.last_checkpoint / "model")
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    for name, param in model.named_parameters():
+        torch.testing.assert_close(param.detach(), trained[name], rtol=0, atol=0)
