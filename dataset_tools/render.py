@@ -15,6 +15,7 @@ Only the standard library, numpy and bpy are used, so Blender's own Python can r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -108,8 +109,28 @@ def worker_command(args: argparse.Namespace) -> list[str]:
     if _INSIDE_BLENDER:
         import bpy
 
-        return [bpy.app.binary_path, "-b", "--factory-startup", "-noaudio", "-P", script, "--"]
+        if bpy.app.binary_path and Path(bpy.app.binary_path).name.lower().startswith("blender"):
+            return [bpy.app.binary_path, "-b", "--factory-startup", "-noaudio", "-P", script, "--"]
     return [sys.executable, script]
+
+
+class _Running:
+    """Worker processes alive right now, so a cancelled batch can stop them (and only them)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.processes: set[subprocess.Popen] = set()
+        self.cancelled = False
+
+    def kill_all(self) -> None:
+        with self.lock:
+            self.cancelled = True
+            for process in self.processes:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+
+
+RUNNING = _Running()
 
 
 def run_asset_process(args: argparse.Namespace, asset: render_plan.Asset) -> dict:
@@ -122,12 +143,17 @@ def run_asset_process(args: argparse.Namespace, asset: render_plan.Asset) -> dic
         command = [*worker_command(args), "--_worker", job_json(args, asset), "--_result", str(result_path)]
         with open(asset_dir / "render.log", "w") as log_file:
             process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+            with RUNNING.lock:
+                RUNNING.processes.add(process)
             try:
                 code = process.wait(timeout=args.timeout)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
                 return _failure(asset, started, f"timeout after {args.timeout:g}s (finished clips are kept)")
+            finally:
+                with RUNNING.lock:
+                    RUNNING.processes.discard(process)
         if result_path.is_file():
             return json.loads(result_path.read_text())
     tail = (asset_dir / "render.log").read_text(errors="replace").strip().splitlines()[-3:]
@@ -154,6 +180,8 @@ def run_batch(args: argparse.Namespace, assets: list[render_plan.Asset]) -> int:
     started = time.monotonic()
 
     def finish(record: dict) -> None:
+        if RUNNING.cancelled:  # a worker killed by the cancellation is not a failed asset
+            return
         record.setdefault("time", time.strftime("%Y-%m-%dT%H:%M:%S"))
         with lock:
             with open(report_path, "a") as report:
@@ -178,15 +206,27 @@ def run_batch(args: argparse.Namespace, assets: list[render_plan.Asset]) -> int:
         except Exception as exc:  # one broken asset never stops the batch
             finish(_failure(asset, time.monotonic(), f"{type(exc).__name__}: {exc}"))
 
-    if args.workers <= 1:
-        for asset in assets:
-            one(asset)
-    else:
-        with ThreadPoolExecutor(max_workers=args.workers) as pool:
-            list(pool.map(one, assets))
+    pool = ThreadPoolExecutor(max_workers=max(1, args.workers))
+    try:
+        if args.workers <= 1:
+            for asset in assets:
+                one(asset)
+        else:
+            for future in [pool.submit(one, asset) for asset in assets]:
+                future.result()
+    except KeyboardInterrupt:
+        RUNNING.kill_all()
+        pool.shutdown(wait=True, cancel_futures=True)
+        print("cancelled: finished clips are kept; run the same command again to resume", flush=True)
+        return 130
+    pool.shutdown()
     print(f"done: {counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed "
           f"in {time.monotonic() - started:.1f}s; report: {report_path}", flush=True)
     return 0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -242,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     if not assets:
         print("nothing to render: no assets in the inputs (for this shard)", flush=True)
         return 0
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)  # `kill` cancels like Ctrl-C: workers are stopped too
     print(f"rendering {len(assets)} assets into {args.out} (shard {args.shard}, {args.workers} workers)", flush=True)
     return run_batch(args, assets)
 

@@ -6,6 +6,7 @@ drawer, shape-key blob), a GLB without animation and a corrupt GLB, in one batch
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -194,3 +195,26 @@ def test_timeout_is_reported(batch, tmp_path):
     assert result.returncode == 0
     (record,) = report(tmp_path / "out")
     assert record["status"] == "failed" and record["reason"].startswith("timeout after 0.5s")
+
+
+def _children(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in found]
+
+
+def test_cancel_stops_the_workers(batch, tmp_path):
+    process = subprocess.Popen(
+        render_command([ROBOT, batch["assets"]], tmp_path / "out", "--workers", "2"),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    deadline = time.monotonic() + 30
+    workers: list[int] = []
+    while not workers and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.1)
+        workers = _children(process.pid)
+    assert workers, "no worker process started"
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 130 and "cancelled" in output
+    time.sleep(0.5)
+    assert not [w for w in workers if Path(f"/proc/{w}").exists()], "worker processes left running"
