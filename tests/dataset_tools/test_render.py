@@ -218,3 +218,33 @@ def test_cancel_stops_the_workers(batch, tmp_path):
     assert process.returncode == 130 and "cancelled" in output
     time.sleep(0.5)
     assert not [w for w in workers if Path(f"/proc/{w}").exists()], "worker processes left running"
+
+
+BLENDER_STYLE = """
+import runpy, sys
+import bpy  # preloaded, as inside Blender
+sys.argv = ["blender", "-b", "-P", sys.argv[1], "--", *sys.argv[2:]]
+runpy.run_path(sys.argv[3], run_name="__main__")
+"""
+
+
+def test_blender_style_invocation_inline_workbench_rgba(batch, tmp_path):
+    """`blender -b -P render.py -- ARGS`: bpy already loaded, arguments after `--`; in-process worker."""
+    script = tmp_path / "as_blender.py"
+    script.write_text(BLENDER_STYLE)
+    out = tmp_path / "out"
+    glb = batch["assets"] / "drawer_0.glb"
+    result = subprocess.run(
+        [sys.executable, str(script), str(RENDER), str(glb), "--out", str(out), "--views", "1", "--frames", "2",
+         "--resolution", str(SIZE), "--engine", "workbench", "--rgba", "--workers", "0", "--points", "256"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    (record,) = report(out)
+    assert record["status"] == "ok" and record["clips"] == ["slide_out"]
+    meta = json.loads((out / "drawer_0" / "slide_out" / "clip.json").read_text())
+    assert meta["engine"] == "workbench" and meta["background"] == "transparent" and meta["num_frames"] == 2
+    with Image.open(out / "drawer_0" / "slide_out" / "view_00" / "0001.png") as image:
+        rgba = np.asarray(image)
+    assert (rgba[..., 3] == 0).mean() > 0.3 and (rgba[..., 3] == 255).mean() > 0.05
+    assert (rgba[rgba[..., 3] == 0][:, :3] != 255).any(), "--rgba keeps the transparent background unwhitened"
