@@ -51,7 +51,8 @@ FAILED = "failed"  # header: req, code, message, optional job: a request (not a 
 READY = "ready"  # worker -> broker: header: worker (dict: id, device, dtype, model, host, pid)
 JOB = "job"  # broker -> worker: header: job, drags, settings; frame 1: image PNG
 # the worker answers a JOB with PROGRESS*, then exactly one of RESULT, ERROR, CANCELLED
-# broker -> worker CANCEL (header: job), UNLOAD (-> UNLOADED), SHUTDOWN (the worker exits)
+# broker -> worker CANCEL (header: job), UNLOAD (-> UNLOADED), SHUTDOWN (the worker exits);
+# worker -> broker SHUTDOWN: the worker is leaving (its running job, if any, fails with worker_lost)
 SHUTDOWN = "shutdown"
 
 CLIENT_TYPES = frozenset({PING, SUBMIT, CANCEL, FETCH, STATUS, UNLOAD, HEARTBEAT})
@@ -59,7 +60,7 @@ SERVER_TYPES = frozenset(
     {PONG, ACCEPTED, REJECTED, PROGRESS, RESULT, ERROR, CANCELLED, JOB_STATE, STATUS_REPLY, UNLOADED,
      FAILED, HEARTBEAT}
 )
-WORKER_TYPES = frozenset({READY, HEARTBEAT, PROGRESS, RESULT, ERROR, CANCELLED, UNLOADED})
+WORKER_TYPES = frozenset({READY, HEARTBEAT, PROGRESS, RESULT, ERROR, CANCELLED, UNLOADED, SHUTDOWN})
 BROKER_TO_WORKER_TYPES = frozenset({JOB, CANCEL, UNLOAD, HEARTBEAT, SHUTDOWN})
 
 # --- job states (JOB_STATE, STATUS_REPLY, the results index) ----------------------------------

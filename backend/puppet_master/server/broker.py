@@ -191,7 +191,7 @@ class Broker:
             job.cancel_reqs[identity] = req
             worker = self.workers.get(job.worker) if job.worker else None
             if worker is not None:
-                self._send_worker(worker, protocol.CANCEL, {"job": job_id})
+                self._send_worker(worker, protocol.CANCEL, {"req": req, "job": job_id})
             return
         record = self.store.load(job_id)
         if record is None:
@@ -267,6 +267,9 @@ class Broker:
             log.debug("ignoring %s from unknown worker %r (it will reconnect)", message.type, identity)
             return
         worker.last_heard = time.monotonic()
+        if message.type == protocol.SHUTDOWN:
+            self._lose_worker(worker, "it stopped")
+            return
         job = self.running.get(message.get("job")) if message.get("job") else None
         if message.type in (protocol.PROGRESS, protocol.RESULT, protocol.ERROR, protocol.CANCELLED) and (
             job is None or job.worker != identity

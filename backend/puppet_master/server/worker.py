@@ -87,6 +87,8 @@ class WorkerLoop:
                 self._housekeeping()
         finally:
             self._cancel.set()
+            if self._socket is not None and not self._socket.closed:
+                self._send(protocol.SHUTDOWN)
             if self._thread is not None:
                 self._thread.join(timeout=30)
             if self._socket is not None:

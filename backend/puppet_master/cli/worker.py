@@ -1,0 +1,69 @@
+"""``puppet-master worker``: a model worker joining a server's backend (another GPU or machine)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from pathlib import Path
+
+from puppet_master.cli import CLIError
+
+log = logging.getLogger("puppet_master.worker")
+
+
+def run(args: argparse.Namespace) -> int:
+    from puppet_master.server import security
+
+    server_key = None
+    if args.server_key:
+        try:
+            server_key = security.load_public(args.server_key)
+        except security.SecurityError as exc:
+            raise CLIError(str(exc)) from None
+    elif not security.endpoint_is_local(args.connect):
+        log.warning("connecting to %s without --server-key: the link is not encrypted", args.connect)
+
+    from puppet_master.cli._model_options import pipeline_from_args
+    from puppet_master.server.worker import WorkerLoop
+
+    def load_pipeline():
+        pipe = pipeline_from_args(args)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    model = args.model or ("tiny" if args.tiny else Path(args.checkpoint).name if args.checkpoint else "default")
+    info = {"model": model,
+            "device": getattr(args, "device", None), "dtype": getattr(args, "dtype", None),
+            "untrained": bool(getattr(args, "tiny", False))}
+    loop = WorkerLoop(args.connect, load_pipeline, info, server_public_key=server_key)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    loop.load()
+    pipe = loop.pipe
+    loop.info["device"] = str(getattr(pipe, "device", info["device"]))
+    loop.info["dtype"] = str(getattr(pipe, "dtype", info["dtype"])).replace("torch.", "")
+    loop.info["untrained"] = bool(getattr(getattr(pipe, "config", None), "untrained", info["untrained"]))
+    loop.run(stop.is_set)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from puppet_master.cli._model_options import add_model_arguments
+
+    parser = subparsers.add_parser(
+        "worker", help="run a model worker that joins `puppet-master serve` (scale-out to more GPUs/machines)",
+        description="Load the model and take jobs from a server's worker endpoint (printed by `serve` as "
+                    "'workers connect to ...'; set it with `serve --worker-bind`).",
+    )
+    parser.add_argument("--connect", required=True, help="the server's worker endpoint, e.g. tcp://gpu-box:5556")
+    parser.add_argument("--server-key", help="the server's CURVE public key (Z85 text or .key file) when it uses "
+                                             "--curve-secret")
+    add_model_arguments(parser)
+    parser.set_defaults(func=run)
