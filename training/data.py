@@ -174,17 +174,23 @@ class MixtureDataset(Dataset):
         parts = [f"{b.name}: {len(b.units)} units, p={p:.3f}" for b, p in zip(self.buckets, self.probabilities, strict=True)]
         return f"{len(self.units)} clip units; " + "; ".join(parts)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def choose(self, index: int) -> tuple[int, int, np.random.Generator]:
+        """Bucket and unit of sample ``index``, and the generator for its remaining draws."""
         rng = np.random.default_rng([self.seed, int(index)])
-        bucket = self.buckets[int(rng.choice(len(self.buckets), p=self.probabilities))]
-        unit = self.units[bucket.units[int(rng.integers(len(bucket.units)))]]
+        bucket = int(rng.choice(len(self.buckets), p=self.probabilities))
+        members = self.buckets[bucket].units
+        return bucket, members[int(rng.integers(len(members)))], rng
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        _, unit_index, rng = self.choose(index)
+        unit = self.units[unit_index]
         if unit.kind == "drag_a_move":
             clip = dragamove.load_clip(unit.path)
             latents, cond, emb = clip.latents, clip.cond_latent, clip.embedding
             drags = clip.drags.numpy()
         else:
-            latents, cond, emb = self._load_cached(unit, rng)
             drags = unit.drags[int(rng.integers(len(unit.drags)))]
+            latents, cond, emb = self._load_cached(unit, rng)
         drags = self._fit_drags(drags, unit)
         if self.config.random_drag_subset:
             drags = random_drag_subset(drags, rng)

@@ -19,7 +19,7 @@ from training.config import load_config
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared"
 DRAG_A_MOVE = SHARED / "data" / "drag-a-move-test"
-RENDER_SIZE = 64  # the tiny VAE downsamples 8x: 8x8 latents keep CPU steps fast
+RENDER_SIZE = 64  # tiny latents keep CPU steps fast
 NUM_FRAMES = 14
 
 #: two levels of puppet_master.tiny's U-Net: one cross-attention (drag) block down and up; its

@@ -1,0 +1,101 @@
+"""EDM preconditioning against diffusers' SVD scheduler, the EMA update and drag dropout."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from diffusers import EulerDiscreteScheduler
+from torch import nn
+
+from puppet_master import edm
+from puppet_master.pipeline import SVD_SCHEDULER_CONFIG
+from training import objective
+from training.ema import EMA
+
+
+def test_denoise_equals_the_svd_euler_scheduler():
+    scheduler = EulerDiscreteScheduler(**SVD_SCHEDULER_CONFIG)
+    assert scheduler.config.prediction_type == "v_prediction" and scheduler.config.timestep_type == "continuous"
+    scheduler.set_timesteps(25)
+    gen = torch.Generator().manual_seed(0)
+    for i in (0, 7, 24):
+        sigma = scheduler.sigmas[i]
+        x = torch.randn(2, 14, 4, 8, 8, generator=gen) * float(sigma)
+        out = torch.randn(2, 14, 4, 8, 8, generator=gen)
+        t = scheduler.timesteps[i]
+        # time input and input scaling
+        assert float(edm.c_noise(sigma)) == pytest.approx(float(t), rel=1e-5)
+        scheduler._step_index = None
+        scheduler._init_step_index(t)
+        torch.testing.assert_close(edm.scale_input(x, sigma), scheduler.scale_model_input(x, t))
+        # denoised sample
+        step = scheduler.step(out, t, x)
+        torch.testing.assert_close(edm.denoise(out, x, sigma.expand(2)), step.pred_original_sample)
+
+
+def test_preconditioning_formulas_and_sigma_distribution():
+    sigma = torch.tensor([0.1, 1.0, 10.0])
+    torch.testing.assert_close(edm.c_in(sigma), 1 / torch.sqrt(sigma**2 + 1))
+    torch.testing.assert_close(edm.c_noise(sigma), 0.25 * torch.log(sigma))
+    torch.testing.assert_close(edm.c_skip(sigma), 1 / (sigma**2 + 1))
+    torch.testing.assert_close(edm.c_out(sigma), -sigma / torch.sqrt(sigma**2 + 1))
+    torch.testing.assert_close(edm.loss_weight(sigma), 1 + 1 / sigma**2)
+    # the exact v-target (eps - sigma * x0) / sqrt(sigma^2 + 1) denoises to the clean sample
+    x0, eps = torch.randn(3, 5), torch.randn(3, 5)
+    s = sigma[:, None]
+    v = (eps - s * x0) / torch.sqrt(s**2 + 1)
+    torch.testing.assert_close(edm.denoise(v, x0 + s * eps, sigma), x0)
+    log_sigma = edm.sample_sigmas(200_000, generator=torch.Generator().manual_seed(1)).log()
+    assert log_sigma.mean().item() == pytest.approx(0.7, abs=0.02)
+    assert log_sigma.std().item() == pytest.approx(1.6, abs=0.02)
+
+
+def test_edm_loss_weights_each_sample():
+    target = torch.zeros(2, 3)
+    denoised = torch.tensor([[1.0, 1.0, 1.0], [2.0, 2.0, 2.0]])
+    sigma = torch.tensor([1.0, 2.0])
+    expected = ((1 + 1) * 1.0 + (1 + 0.25) * 4.0) / 2
+    assert edm.edm_loss(denoised, target, sigma).item() == pytest.approx(expected)
+
+
+def test_ema_update_follows_the_decay_and_swaps_back():
+    model = nn.Linear(3, 2)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+        model.bias.fill_(0.0)
+    ema = EMA(model, decay=0.9999)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update(model)
+    torch.testing.assert_close(ema.shadow["weight"], torch.full((2, 3), 1e-4))
+    ema.update(model)
+    torch.testing.assert_close(ema.shadow["weight"], torch.full((2, 3), 1 - 0.9999**2))
+    assert ema.num_updates == 2
+    with ema.swapped_in(model):
+        torch.testing.assert_close(model.weight.detach(), ema.shadow["weight"])
+    torch.testing.assert_close(model.weight.detach(), torch.ones(2, 3))
+    with pytest.raises(RuntimeError), ema.swapped_in(model):
+        raise RuntimeError("validation failed")
+    torch.testing.assert_close(model.weight.detach(), torch.ones(2, 3))  # restored even on error
+    with pytest.raises(ValueError, match="decay"):
+        EMA(model, decay=1.0)
+
+
+def test_drag_dropout_drops_all_drags_of_about_ten_percent_of_samples():
+    indices = torch.arange(4000)
+    draws = objective.draw(indices, (1,), seed=3, p_mean=0.7, p_std=1.6, drag_dropout=0.1)
+    rate = 1 - draws.keep_drags.float().mean().item()
+    assert rate == pytest.approx(0.1, abs=3 * math.sqrt(0.09 / 4000))
+    drags = torch.rand(6, 14, 5, 4) + 0.1
+    keep = torch.tensor([True, False, True, True, False, True])
+    dropped = objective.drop_drags(drags, keep)
+    assert (dropped[~keep] == 0).all()  # every drag of a dropped sample is "no drag"
+    torch.testing.assert_close(dropped[keep], drags[keep])
+    # the same sample number always gets the same draws (resume, any process split)
+    again = objective.draw(indices[:10], (1,), seed=3, p_mean=0.7, p_std=1.6, drag_dropout=0.1)
+    torch.testing.assert_close(again.sigma, draws.sigma[:10])
+    assert torch.equal(again.keep_drags, draws.keep_drags[:10])
+    none = objective.draw(indices[:100], (1,), seed=3, p_mean=0.7, p_std=1.6, drag_dropout=0.0)
+    assert none.keep_drags.all()
