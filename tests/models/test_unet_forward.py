@@ -43,6 +43,14 @@ def test_any_number_of_frames_odd_sizes_and_scalar_timestep(model):
         assert torch.isfinite(out[0]).all()
 
 
+def test_fewer_drag_slots_are_padded_with_unused_slots(model):
+    inputs = tiny_inputs(model, batch=1, used=2)
+    with torch.no_grad():
+        full = model(**inputs).sample
+        trimmed = model(**{**inputs, "drags": inputs["drags"][:, :, :2]}).sample
+    torch.testing.assert_close(trimmed, full, atol=1e-6, rtol=0)
+
+
 def test_drags_change_only_their_own_sample(model):
     inputs = tiny_inputs(model, batch=2)
     with torch.no_grad():
