@@ -1,0 +1,76 @@
+"""Point trackers for Motion Error: ``track(video, points) -> (T, P, 2)`` pixel positions.
+
+CoTracker (the paper's choice) is loaded from a local clone of its repository and a checkpoint
+file, through ``torch.hub.load(..., source="local")``; nothing is downloaded. When it is not on
+disk, OpenCV's pyramidal Lucas-Kanade is the labelled fallback (less robust to large motion and
+occlusion: its numbers are not comparable with the paper's).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from training.metrics import MetricUnavailableError
+
+
+class LucasKanadeTracker:
+    name = "lucas-kanade (OpenCV fallback)"
+
+    def __init__(self, window: int = 21, levels: int = 3):
+        self.params = {
+            "winSize": (window, window),
+            "maxLevel": levels,
+            "criteria": (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 0.01),
+        }
+
+    def track(self, video: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """Frame-to-frame tracks of ``points`` ``(P, 2)`` (x, y) from frame 0; a lost point stays put."""
+        video = np.asarray(video)
+        points = np.asarray(points, np.float32).reshape(-1, 2)
+        tracks = np.zeros((len(video), len(points), 2), np.float32)
+        tracks[0] = points
+        if len(points) == 0:
+            return tracks
+        previous = cv2.cvtColor(video[0], cv2.COLOR_RGB2GRAY)
+        current = points.reshape(-1, 1, 2).copy()
+        for t in range(1, len(video)):
+            gray = cv2.cvtColor(video[t], cv2.COLOR_RGB2GRAY)
+            moved, status, _ = cv2.calcOpticalFlowPyrLK(previous, gray, current, None, **self.params)
+            ok = status.reshape(-1).astype(bool)
+            current[ok] = moved[ok]
+            tracks[t] = current.reshape(-1, 2)
+            previous = gray
+        return tracks
+
+
+class CoTrackerTracker:
+    name = "cotracker"
+
+    def __init__(self, model, device: str = "cpu"):
+        self.model, self.device = model, device
+
+    @classmethod
+    def from_paths(cls, repo: str | Path, checkpoint: str | Path, *, entry: str = "cotracker2",
+                   device: str = "cpu") -> CoTrackerTracker:
+        repo, checkpoint = Path(repo), Path(checkpoint)
+        if not (repo / "hubconf.py").is_file():
+            raise MetricUnavailableError(f"CoTracker needs a local clone of its repository at {repo} (hubconf.py missing)")
+        if not checkpoint.is_file():
+            raise MetricUnavailableError(f"CoTracker needs its checkpoint file at {checkpoint}")
+        model = torch.hub.load(str(repo), entry, source="local", pretrained=False)
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        state = state.get("model", state) if isinstance(state, dict) else state
+        model.model.load_state_dict(state)
+        return cls(model.to(device).eval(), device)
+
+    @torch.no_grad()
+    def track(self, video: np.ndarray, points: np.ndarray) -> np.ndarray:
+        frames = torch.from_numpy(np.asarray(video)).permute(0, 3, 1, 2)[None].float().to(self.device)
+        pts = torch.from_numpy(np.asarray(points, np.float32).reshape(-1, 2))
+        queries = torch.cat([torch.zeros(len(pts), 1), pts], dim=1)[None].to(self.device)  # (1, P, [t, x, y])
+        tracks, _ = self.model(frames, queries=queries)
+        return tracks[0].cpu().numpy()
