@@ -96,10 +96,14 @@ def job_json(args: argparse.Namespace, asset: render_plan.Asset) -> str:
         "seed": args.seed, "distance_range": list(args.distance), "elevation_range": list(args.elevation),
         "azimuth_offset": None if args.azimuth_offset == "random" else float(args.azimuth_offset),
         "focal_mm": args.focal, "sensor_mm": args.sensor,
-        "clips": [c.strip() for c in args.clips.split(",") if c.strip()] if args.clips else None,
+        "clips": _clip_filter(args),
         "review_strip": args.review_strip,
     }
     return json.dumps(job)
+
+
+def _clip_filter(args: argparse.Namespace) -> list[str] | None:
+    return [c.strip() for c in args.clips.split(",") if c.strip()] or None if args.clips else None
 
 
 def worker_command(args: argparse.Namespace) -> list[str]:
@@ -196,7 +200,7 @@ def run_batch(args: argparse.Namespace, assets: list[render_plan.Asset]) -> int:
                   flush=True)
 
     def one(asset: render_plan.Asset) -> None:
-        previous = render_plan.finished_asset(args.out / asset.asset_id)
+        previous = render_plan.finished_asset(args.out / asset.asset_id, _clip_filter(args))
         if previous is not None:
             finish({**previous, "resumed": True, "seconds": 0.0, "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
             return

@@ -117,17 +117,24 @@ def clip_done(clip_dir: Path) -> bool:
     return (clip_dir / CLIP_FILE).is_file()
 
 
-def finished_asset(asset_dir: Path) -> dict | None:
-    """The stored result of an asset whose clips are all finished (for resume), else None."""
+def finished_asset(asset_dir: Path, clips: list[str] | None = None) -> dict | None:
+    """The stored result of an asset whose requested clips are all finished (for resume), else None.
+
+    ``clips`` is this run's clip filter (None: every clip); a record made under a narrower filter
+    does not count.
+    """
     try:
         record = json.loads((asset_dir / ASSET_FILE).read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return None
-    if record.get("status") == "ok" and not all(
-        clip_done(asset_dir / folder) for folder in record.get("clip_folders", [])
-    ):
+    if record.get("status") not in ("ok", "skipped"):
         return None
-    return record if record.get("status") in ("ok", "skipped") else None
+    requested = record.get("requested_clips")
+    if requested is not None and (clips is None or not set(clips) <= set(requested)):
+        return None
+    if not all(clip_done(asset_dir / folder) for folder in record.get("clip_folders", [])):
+        return None
+    return record
 
 
 def write_json_atomic(path: Path, data: dict) -> None:

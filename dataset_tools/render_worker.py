@@ -63,7 +63,7 @@ def render_asset(job: RenderJob) -> dict:
     started = time.monotonic()
     asset_dir = Path(job.out_root) / job.asset_id
     record = {"asset_id": job.asset_id, "source": job.source, "status": "ok", "reason": "",
-              "clips": [], "clip_folders": [], "clips_rendered": 0, "clips_resumed": 0, "clips_failed": {}}
+              "requested_clips": job.clips, "clips": [], "clip_folders": [], "clips_rendered": 0, "clips_resumed": 0, "clips_failed": {}}
     try:
         blender_scene.reset_scene()
         blender_scene.import_asset(Path(job.source))

@@ -68,6 +68,13 @@ def test_finished_asset_needs_every_clip(tmp_path):
     (asset / "B").mkdir()
     (asset / "B" / "clip.json").write_text("{}")
     assert render_plan.finished_asset(asset)["status"] == "ok"
+    # a record made for some clips does not cover a run that asks for others (or for all)
+    render_plan.write_json_atomic(
+        asset / "asset.json", {"status": "ok", "clip_folders": ["A", "B"], "requested_clips": ["A", "B"]}
+    )
+    assert render_plan.finished_asset(asset, ["A"]) is not None
+    assert render_plan.finished_asset(asset, ["A", "C"]) is None
+    assert render_plan.finished_asset(asset, None) is None
     render_plan.write_json_atomic(asset / "asset.json", {"status": "skipped", "reason": "no animation"})
     assert render_plan.finished_asset(asset)["reason"] == "no animation"
     assert render_plan.finished_asset(tmp_path / "missing") is None
