@@ -58,6 +58,7 @@ def import_asset(path: Path) -> None:
             result = bpy.ops.import_scene.gltf(filepath=str(path))
         elif suffix == ".fbx":
             result = bpy.ops.import_scene.fbx(filepath=str(path))
+            _fbx_takes_to_nla()
         else:
             result = bpy.ops.wm.open_mainfile(filepath=str(path))
             for obj in list(bpy.context.scene.objects):  # our own lights and cameras replace the file's
@@ -68,6 +69,23 @@ def import_asset(path: Path) -> None:
         raise AssetError(f"import failed: {message[:300]}") from exc
     if "FINISHED" not in result:
         raise AssetError(f"import failed: importer returned {sorted(result)}")
+
+
+def _fbx_takes_to_nla() -> None:
+    """FBX takes arrive as actions ``object|...|take`` (only one take assigned): one NLA track per take."""
+    for action in list(bpy.data.actions):
+        parts = action.name.split("|")
+        obj = bpy.data.objects.get(parts[0]) if len(parts) >= 2 else None
+        if obj is None:
+            continue
+        take = parts[-1]
+        ad = obj.animation_data or obj.animation_data_create()
+        track = ad.nla_tracks.get(take) or ad.nla_tracks.new()
+        track.name = take
+        track.strips.new(take, int(action.frame_range[0]), action)
+    for obj in bpy.data.objects:
+        if obj.animation_data is not None and len(obj.animation_data.nla_tracks):
+            obj.animation_data.action = None
 
 
 def geometry_objects() -> list[bpy.types.Object]:
@@ -86,11 +104,17 @@ def geometry_objects() -> list[bpy.types.Object]:
 
 
 def find_clips() -> list[Clip]:
-    """Every animation clip: NLA tracks grouped by name across owners, else the active actions."""
+    """Every animation clip: NLA tracks grouped by name across owners; active actions form one more.
+
+    Owners without NLA tracks play their active actions together, as the scene does (a .blend
+    file, an FBX take): that is one clip, named after the take (the text after the last ``|`` of
+    FBX action names ``object|take``) when the actions agree on it, else after the first action.
+    """
     owners = [o for o in bpy.data.objects if o.animation_data] + [
         k for k in bpy.data.shape_keys if k.animation_data
     ]
     clips: dict[str, Clip] = {}
+    actions: list[tuple] = []
 
     def add(name, start, end, member):
         clip = clips.setdefault(name, Clip(name, start, end))
@@ -107,8 +131,15 @@ def find_clips() -> list[Clip]:
                 end = max(s.frame_end for s in track.strips)
                 add(track.name, start, end, (owner, track.name, None, None))
         elif ad.action is not None:
-            start, end = ad.action.frame_range
-            add(ad.action.name, start, end, (owner, None, ad.action, getattr(ad, "action_slot", None)))
+            actions.append((owner, ad.action, getattr(ad, "action_slot", None)))
+    if actions:
+        takes = {action.name.rsplit("|", 1)[-1] for _, action, _ in actions}
+        name = takes.pop() if len(takes) == 1 else sorted(a.name for _, a, _ in actions)[0]
+        while name in clips:
+            name += "_"
+        for owner, action, slot in actions:
+            start, end = action.frame_range
+            add(name, start, end, (owner, None, action, slot))
     return [clips[name] for name in sorted(clips)]
 
 

@@ -248,3 +248,46 @@ def test_blender_style_invocation_inline_workbench_rgba(batch, tmp_path):
         rgba = np.asarray(image)
     assert (rgba[..., 3] == 0).mean() > 0.3 and (rgba[..., 3] == 255).mean() > 0.05
     assert (rgba[rgba[..., 3] == 0][:, :3] != 255).any(), "--rgba keeps the transparent background unwhitened"
+
+
+OTHER_FORMATS = """
+import sys
+import bpy
+sys.path.insert(0, sys.argv[1])
+from dataset_tools import procedural
+out = sys.argv[2]
+procedural.make_asset("hinged_box", 1, out + "/box.glb")
+bpy.ops.export_scene.fbx(filepath=out + "/box_fbx.fbx", bake_anim=True)
+base = bpy.data.objects["base"]  # a second animated object: in a .blend both actions play together
+base.keyframe_insert("location", index=0, frame=1)
+base.location.x = 0.3
+base.keyframe_insert("location", index=0, frame=24)
+bpy.ops.wm.save_as_mainfile(filepath=out + "/two_parts.blend")
+"""
+
+
+def test_fbx_and_blend_inputs(batch, tmp_path):
+    script = tmp_path / "formats.py"
+    script.write_text(OTHER_FORMATS)
+    subprocess.run([sys.executable, str(script), str(ROOT), str(tmp_path)], check=True, capture_output=True, timeout=120)
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, str(RENDER), str(tmp_path / "box_fbx.fbx"), str(tmp_path / "two_parts.blend"), "--out", str(out),
+         "--views", "1", "--frames", "2", "--resolution", str(SIZE), "--samples", "1", "--no-denoise", "--points", "512"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    records = {r["asset_id"]: r for r in report(out)}
+    assert records["box_fbx"]["clips"] == ["open_lid"]
+    assert records["two_parts"]["status"] == "ok" and len(records["two_parts"]["clips"]) == 1
+
+    def displacement(asset):
+        (clip_dir,) = [p.parent for p in (out / asset).glob("*/clip.json")]
+        tracks = np.load(clip_dir / "tracks.npz")
+        moved = np.linalg.norm(tracks["points"][-1] - tracks["points"][0], axis=1)
+        return {str(n): moved[tracks["part_ids"] == i].max() for i, n in enumerate(tracks["part_names"])}
+
+    fbx = displacement("box_fbx")
+    assert fbx["base"] < 1e-5 and fbx["lid"] > 0.3
+    blend = displacement("two_parts")
+    assert blend["base"] > 0.1 and blend["lid"] > 0.3
