@@ -62,6 +62,7 @@ def collect_assets(inputs: list[str | Path]) -> list[Asset]:
     seen: dict[str, int] = {}
     unique = []
     for asset in assets:
+        asset = Asset(asset.asset_id.replace("/", "_").replace("\\", "_").strip(".") or "asset", asset.source)
         count = seen.get(asset.asset_id, 0)
         seen[asset.asset_id] = count + 1
         unique.append(asset if count == 0 else Asset(f"{asset.asset_id}_{count + 1}", asset.source))
