@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import bpy
 import numpy as np
+from mathutils import Vector
 
 ENGINES = {"cycles": "CYCLES", "workbench": "BLENDER_WORKBENCH", "eevee": "BLENDER_EEVEE"}
 GPU_BACKENDS = ("OPTIX", "CUDA", "HIP", "METAL", "ONEAPI")
@@ -26,7 +28,10 @@ class RenderSettings:
     supersample: int = 1
     #: keep the straight colour with a transparent background instead of compositing on white
     rgba: bool = False
-    light_strength: float = 1.0
+    #: strength of the uniform white environment (1.0 alone: a diffuse surface shows its albedo)
+    light_strength: float = 0.7
+    #: a soft sun from above the front-left for shape cues (W/m^2; 0 = environment light only)
+    key_light: float = 1.0
 
 
 def configure(settings: RenderSettings) -> None:
@@ -47,6 +52,7 @@ def configure(settings: RenderSettings) -> None:
     with contextlib.suppress(TypeError):  # an odd colour-management configuration: keep the default
         scene.view_settings.view_transform = "Standard"
     _world_light(scene, settings.light_strength)
+    _key_light(scene, settings.key_light)
     if settings.engine == "cycles":
         _configure_cycles(scene, settings)
     elif settings.engine == "workbench":
@@ -78,6 +84,26 @@ def _world_light(scene, strength: float) -> None:
     background.inputs["Strength"].default_value = strength
     world.color = (1.0, 1.0, 1.0)
     scene.world = world
+
+
+def _key_light(scene, strength: float) -> None:
+    """A sun fixed in the world (elevation 60°, azimuth -30°) with a wide angle: soft shadows."""
+    obj = bpy.data.objects.get("PM_key_light")
+    if strength <= 0:
+        if obj is not None:
+            bpy.data.objects.remove(obj)
+        return
+    if obj is None:
+        light = bpy.data.lights.new("PM_key_light", "SUN")
+        obj = bpy.data.objects.new("PM_key_light", light)
+        scene.collection.objects.link(obj)
+    obj.data.energy = strength
+    obj.data.angle = math.radians(30.0)
+    azimuth, elevation = math.radians(-30.0), math.radians(60.0)
+    towards_light = Vector((math.sin(azimuth) * math.cos(elevation), -math.cos(azimuth) * math.cos(elevation),
+                            math.sin(elevation)))
+    obj.rotation_mode = "QUATERNION"
+    obj.rotation_quaternion = (-towards_light).to_track_quat("-Z", "Y")
 
 
 def _configure_cycles(scene, settings: RenderSettings) -> None:

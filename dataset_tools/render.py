@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--resolution", type=int, default=256, help="square image size in pixels")
     g.add_argument("--supersample", type=int, default=1, help="render this many times larger and downscale")
     g.add_argument("--rgba", action="store_true", help="transparent background instead of white (alpha is always kept)")
-    g.add_argument("--light-strength", type=float, default=1.0, help="strength of the even white environment light")
+    g.add_argument("--light-strength", type=float, default=0.7, help="strength of the even white environment light")
+    g.add_argument("--key-light", type=float, default=1.0, help="strength of a soft sun from above the front-left (0 = off)")
     g = p.add_argument_group("cameras")
     g.add_argument("--views", type=int, default=12)
     g.add_argument("--distance", type=float, nargs=2, default=cameras.DEFAULT_DISTANCE_RANGE, metavar=("MIN", "MAX"))
@@ -91,7 +92,8 @@ def job_json(args: argparse.Namespace, asset: render_plan.Asset) -> str:
         "asset_id": asset.asset_id, "source": str(asset.source), "out_root": str(args.out),
         "render": {"engine": args.engine, "device": args.device, "samples": args.samples,
                    "denoise": not args.no_denoise, "denoise_quality": args.denoise_quality, "resolution": args.resolution,
-                   "supersample": args.supersample, "rgba": args.rgba, "light_strength": args.light_strength},
+                   "supersample": args.supersample, "rgba": args.rgba, "light_strength": args.light_strength,
+                   "key_light": args.key_light},
         "views": args.views, "frames": args.frames, "stride": args.stride, "points": args.points,
         "seed": args.seed, "distance_range": list(args.distance), "elevation_range": list(args.elevation),
         "azimuth_offset": None if args.azimuth_offset == "random" else float(args.azimuth_offset),
