@@ -50,7 +50,8 @@ FAILED = "failed"  # header: req, code, message, optional job: a request (not a 
 # --- message types: broker <-> worker (the backend socket) -----------------------------------
 READY = "ready"  # worker -> broker: header: worker (dict: id, device, dtype, model, host, pid)
 JOB = "job"  # broker -> worker: header: job, drags, settings; frame 1: image PNG
-# the worker answers a JOB with PROGRESS*, then exactly one of RESULT, ERROR, CANCELLED
+# the worker answers a JOB with PROGRESS*, then exactly one of RESULT, ERROR, CANCELLED; its RESULT
+# has "preview_gif": true and the animated preview (GIF bytes) as its last frame
 # broker -> worker CANCEL (header: job), UNLOAD (-> UNLOADED), SHUTDOWN (the worker exits);
 # worker -> broker SHUTDOWN: the worker is leaving (its running job, if any, fails with worker_lost)
 SHUTDOWN = "shutdown"
@@ -238,7 +239,8 @@ _SCHEMAS: dict[str, tuple[dict[str, Any], dict[str, Any], int, int]] = {
     ACCEPTED: ({"req": str, "job": str, "position": int, "seq": int}, {}, 0, 0),
     REJECTED: ({"req": str, "code": str, "message": str}, {}, 0, 0),
     PROGRESS: ({"job": str, "step": int, "total": int}, {"eta_s": _NUMBER, "elapsed_s": _NUMBER}, 0, 1),
-    RESULT: ({"job": str, "settings": dict}, {"req": str, "drags": list, "info": dict}, 1, MAX_RESULT_FRAMES),
+    RESULT: ({"job": str, "settings": dict}, {"req": str, "drags": list, "info": dict, "preview_gif": bool}, 1,
+             MAX_RESULT_FRAMES + 1),
     ERROR: ({"job": str, "code": str, "message": str}, {"req": str}, 0, 0),
     CANCELLED: ({"job": str}, {"req": str}, 0, 0),
     JOB_STATE: ({"req": str, "job": str, "state": str}, {"position": int}, 0, 0),

@@ -19,13 +19,12 @@ def test_result_round_trip_and_layout(tmp_path):
     store.create(record, png_bytes())
     frames = [png_bytes(32, (i * 10, 0, 0)) for i in range(3)]
     drags = [{"start": [0.2, 0.2], "end": [0.6, 0.4]}]
-    from puppet_master.drags import Drag, drags_to_array
-
-    store.save_result(record["job"], frames, {"seed": 5, "drags": drags}, drags_to_array([Drag.from_json(drags[0])]))
+    store.save_result(record["job"], frames, {"seed": 5, "drags": drags}, b"GIF89a...")
     folder = tmp_path / record["job"]
     assert sorted(p.name for p in folder.iterdir()) == [
         "frame_0000.png", "frame_0001.png", "frame_0002.png", "input.png", "job.json", "preview.gif", "settings.json"]
     assert store.result_frames(record["job"]) == frames
+    assert (folder / "preview.gif").read_bytes() == b"GIF89a..."
     assert store.result_settings(record["job"])["seed"] == 5
     assert store.load(record["job"])["state"] == protocol.DONE
     assert store.next_seq == 1

@@ -257,10 +257,12 @@ class Broker:
             return
         worker = self.workers.get(identity)
         if message.type == protocol.READY:
-            if worker is not None:  # the worker reconnected: whatever it was running is gone
-                self._lose_worker(worker, "it reconnected")
-            self.workers[identity] = Worker(identity, dict(message.header["worker"]))
-            log.info("worker joined: %s", message.header["worker"])
+            info = message.header["worker"]
+            for known in list(self.workers.values()):  # the same process under a new identity
+                if worker is known or (known.info.get("id") is not None and known.info.get("id") == info.get("id")):
+                    self._lose_worker(known, "it reconnected")
+            self.workers[identity] = Worker(identity, dict(info))
+            log.info("worker joined: %s", info)
             self._dispatch()
             return
         if worker is None:
@@ -299,15 +301,16 @@ class Broker:
         info = {**(message.header.get("info") or {}), "worker": worker.info.get("id"), "seq": job.seq,
                 "start_index": job.start_index, "queue_s": (job.started_at or 0) - job.accepted_at,
                 "run_s": time.monotonic() - (job.started_at or time.monotonic())}
-        drags_array = _drags_array(job.drags)
-        record = self.store.save_result(job.id, message.blobs, {**settings, "drags": job.drags, "job": job.id},
-                                        drags_array, info=info)
+        frames = message.blobs[:-1] if message.get("preview_gif") else message.blobs
+        preview = message.blobs[-1] if message.get("preview_gif") and len(message.blobs) > 1 else None
+        record = self.store.save_result(job.id, frames, {**settings, "drags": job.drags, "job": job.id},
+                                        preview, info=info)
         self.running.pop(job.id, None)
         fields = self._result_fields(record or {"job": job.id, "info": info}, None)
         fields["settings"] = settings
         for watcher in job.watchers:
             req = job.cancel_reqs.get(watcher)
-            self._send_client(watcher, protocol.RESULT, {**fields, "req": req}, message.blobs)
+            self._send_client(watcher, protocol.RESULT, {**fields, "req": req}, frames)
         log.info("job %s done by %s", job.id, worker.info.get("id"))
 
     def _result_fields(self, record: dict[str, Any], req: str | None) -> dict[str, Any]:
@@ -426,17 +429,11 @@ def _check_image_decodes(png: bytes) -> None:
         with Image.open(io.BytesIO(png)) as image:
             if image.format != "PNG":
                 raise ProtocolError(protocol.BAD_IMAGE, f"the image must be a PNG, got {image.format}")
-            image.load()
+            image.verify()  # chunk structure and CRCs; the worker decodes the pixels
     except ProtocolError:
         raise
     except Exception as exc:  # PIL raises many kinds for corrupt data
         raise ProtocolError(protocol.BAD_IMAGE, f"the PNG cannot be decoded: {exc}") from None
-
-
-def _drags_array(drags: list[dict[str, list[float]]]) -> Any:
-    from puppet_master.drags import Drag, drags_to_array
-
-    return drags_to_array([Drag.from_json(d) for d in drags])
 
 
 def _best_effort_header(frames: list[bytes]) -> dict[str, Any]:

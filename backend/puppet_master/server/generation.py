@@ -53,6 +53,22 @@ def encode_png(image: Any, *, compress_level: int = 1) -> bytes:
     return buffer.getvalue()
 
 
+def preview_gif(frames_png: list[bytes], drags: list[dict[str, list[float]]]) -> bytes:
+    """``preview.gif`` (frames with the drags drawn, as ``generate`` writes it) as bytes."""
+    import tempfile
+    from pathlib import Path
+
+    from PIL import Image
+
+    from puppet_master.drags import Drag, drags_to_array
+    from puppet_master.outputs import save_preview_gif
+
+    images = [Image.open(io.BytesIO(data)) for data in frames_png]
+    array = drags_to_array([Drag.from_json(d) for d in drags]) if drags else None
+    with tempfile.TemporaryDirectory() as tmp:
+        return save_preview_gif(images, array, Path(tmp) / "preview.gif").read_bytes()
+
+
 def latent_preview(latents: Any, side: int = protocol.MAX_PREVIEW_SIDE) -> bytes:
     """A small PNG from the current latents (last frame, channels 0-2 stretched to 0-255):
     a cheap impression of the motion, without a VAE decode."""

@@ -13,7 +13,6 @@ pruned only when it is both older than ``keep_s`` and not among the newest ``kee
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import shutil
@@ -22,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from puppet_master import protocol
-from puppet_master.outputs import FRAME_NAME, save_preview_gif, write_json_atomic
+from puppet_master.outputs import FRAME_NAME, write_json_atomic
 
 log = logging.getLogger(__name__)
 
 INDEX_NAME = "index.json"
 JOB_NAME = "job.json"
 INPUT_NAME = "input.png"
+PREVIEW_NAME = "preview.gif"
 DEFAULT_KEEP_JOBS = 100
 DEFAULT_KEEP_S = 24 * 3600.0
 _SUMMARY_KEYS = ("state", "seq", "created", "finished", "code")
@@ -82,21 +82,16 @@ class ResultStore:
             return None
 
     def save_result(self, job_id: str, frames_png: list[bytes], settings: dict[str, Any],
-                    drags_array: Any = None, **fields: Any) -> dict[str, Any] | None:
-        """Write the frames (as received), ``settings.json`` and ``preview.gif``; mark done."""
-        from PIL import Image
-
+                    preview_gif: bytes | None = None, **fields: Any) -> dict[str, Any] | None:
+        """Write the frames and ``preview.gif`` as received, ``settings.json``; mark the job done.
+        Only bytes are written here (the worker encodes them) so the broker never stalls."""
         folder = self.job_dir(job_id)
         for i, data in enumerate(frames_png):
             (folder / FRAME_NAME.format(i)).write_bytes(data)
+        if preview_gif:
+            (folder / PREVIEW_NAME).write_bytes(preview_gif)
         write_json_atomic(folder / "settings.json", settings)
-        record = self.update(job_id, state=protocol.DONE, finished=time.time(), frames=len(frames_png), **fields)
-        try:
-            images = [Image.open(io.BytesIO(data)) for data in frames_png]
-            save_preview_gif(images, drags_array, folder / "preview.gif")
-        except (OSError, ValueError) as exc:  # the frames are kept; only the preview is missing
-            log.warning("job %s: could not write preview.gif: %s", job_id, exc)
-        return record
+        return self.update(job_id, state=protocol.DONE, finished=time.time(), frames=len(frames_png), **fields)
 
     def result_frames(self, job_id: str) -> list[bytes]:
         record = self.load(job_id) or {}

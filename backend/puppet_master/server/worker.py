@@ -61,6 +61,7 @@ class WorkerLoop:
         self._cancel = threading.Event()
         self._unload_after_job = False
         self._reconnects = 0
+        self._shutdown_requested = False
 
     def load(self) -> None:
         """Load the model now (before READY, so a broken model fails at start)."""
@@ -81,10 +82,12 @@ class WorkerLoop:
                 ready = dict(poller.poll(WORKER_POLL_MS))
                 if self._events in ready:
                     self._forward_events()
-                if self._socket in ready and self._on_broker() == protocol.SHUTDOWN:
+                if self._socket in ready:
+                    self._on_broker()
+                self._housekeeping()
+                if self._shutdown_requested:
                     log.info("the broker asked this worker to stop")
                     break
-                self._housekeeping()
         finally:
             self._cancel.set()
             if self._socket is not None and not self._socket.closed:
@@ -105,7 +108,7 @@ class WorkerLoop:
             sock.curve_publickey, sock.curve_secretkey = zmq.curve_keypair()
         sock.connect(self.connect)
         self._socket = sock
-        self._last_heard = self._last_sent = time.monotonic()
+        self._last_heard = self._last_sent = self._last_loop = time.monotonic()
         self._send(protocol.READY, {"worker": self.info})
         log.info("worker %s connected to %s", self.info["id"], self.connect)
 
@@ -116,14 +119,14 @@ class WorkerLoop:
             log.warning("could not send %s: the broker is not taking messages", type_)
         self._last_sent = time.monotonic()
 
-    def _on_broker(self) -> str | None:
+    def _on_broker(self) -> None:
         frames = self._socket.recv_multipart()
         self._last_heard = time.monotonic()
         try:
             message = protocol.decode(frames, protocol.BROKER_TO_WORKER_TYPES)
         except ProtocolError as exc:
             log.warning("bad message from the broker: %s", exc)
-            return None
+            return
         if message.type == protocol.JOB:
             self._start_job(message)
         elif message.type == protocol.CANCEL and message.header["job"] == self._job:
@@ -133,12 +136,18 @@ class WorkerLoop:
                 self._unload()
             else:
                 self._unload_after_job = True
-        return message.type
+        elif message.type == protocol.SHUTDOWN:
+            self._shutdown_requested = True
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
         if now - self._last_heard > self.broker_timeout_s:
-            log.warning("no heartbeat from the broker for %.1f s: reconnecting", now - self._last_heard)
+            # this loop may itself have been starved of CPU: read what arrived meanwhile first
+            while self._socket.poll(0, zmq.POLLIN):
+                self._on_broker()
+        if now - self._last_heard > self.broker_timeout_s:
+            log.warning("no heartbeat from the broker for %.1f s (loop last ran %.1f s ago): reconnecting",
+                        now - self._last_heard, now - self._last_loop)
             self._cancel.set()  # the broker has given this job up
             if self._thread is not None:
                 self._thread.join(timeout=60)
@@ -152,6 +161,7 @@ class WorkerLoop:
         self._reconnects = 0
         if now - self._last_sent >= self.heartbeat_interval_s:
             self._send(protocol.HEARTBEAT)
+        self._last_loop = now
 
     # --- jobs ----------------------------------------------------------------------------------
     def _start_job(self, message: protocol.Message) -> None:
@@ -187,8 +197,8 @@ class WorkerLoop:
                                         on_progress=on_progress, cancel=cancel)
             info = {"model_s": result.model_s, "model": self.info.get("model"),
                     "untrained": bool(self.info.get("untrained"))}
-            emit(protocol.RESULT, {"settings": result.settings, "info": info},
-                 result.frames_png)
+            emit(protocol.RESULT, {"settings": result.settings, "info": info, "preview_gif": True},
+                 [*result.frames_png, generation.preview_gif(result.frames_png, drags)])
         except generation.JobCancelledError:
             emit(protocol.CANCELLED, {})
         except ProtocolError as exc:
