@@ -161,6 +161,7 @@ def generate_asset(family: str, seed: int, path: str | Path, *, frames: int = DE
         "materials": [material_record(m) for m in sorted(bpy.data.materials, key=lambda m: m.name)],
         "objects": [o.name for o in _mesh_objects()],
         "bones": [b.name for a in armatures for b in a.data.bones],
+        "bone_parents": {b.name: b.parent.name if b.parent else None for a in armatures for b in a.data.bones},
         "clips": clips,
         "diagonal": diagonal,
         "seconds": time.monotonic() - started,

@@ -71,6 +71,10 @@ def build(rng: random.Random, frames: int, max_clips: int) -> dict:
     }
     signs = {k: rng.choice((-1, 1)) for k in joints}
     signs["lower"] = 1 if a1 < math.radians(-15) else rng.choice((-1, 1))  # a leaning-back arm comes forward
+    # the upper arm must not fold onto the lower one nor point at the floor (into the base)
+    worst = a2 + joints["upper"][1] + a1 + max(0.0, joints["lower"][1])
+    if a2 + joints["upper"][1] > math.radians(130) or worst > math.radians(140):
+        signs["upper"] = -1
 
     def targets(*names: str) -> list:
         return [(joints[n][0], signs[n] * joints[n][1]) for n in names]
