@@ -191,11 +191,14 @@ class Pinger:
         for event in self.client.poll(0):
             if isinstance(event, client_mod.Pong) and event.req == self._req:
                 s = event.server
-                rtt = f", {event.rtt_s * 1000:.1f} ms" if event.rtt_s is not None else ""
-                text = (
-                    f"Connected: model {s.get('model', '?')} on {s.get('device', '?')} ({s.get('dtype', '?')}), "
-                    f"queue {s.get('queue', 0)}{rtt}"
-                )
+                rtt = f", {event.rtt_s * 1000:.0f} ms" if event.rtt_s is not None else ""
+                if not s.get("workers"):
+                    text = f"Connected to {self.endpoint}, but no model worker is ready yet (queue {s.get('queue', 0)}{rtt})"
+                else:
+                    text = (
+                        f"Connected: model {s.get('model', '?')} on {s.get('device', '?')} ({s.get('dtype', '?')}), "
+                        f"{s['workers']} worker(s), queue {s.get('queue', 0)}{rtt}"
+                    )
                 self.client.close()
                 return PingResult(True, text, dict(s))
         if time.monotonic() > self._deadline:

@@ -63,14 +63,14 @@ def make_scene(resolution=(64, 64), engine="BLENDER_WORKBENCH"):
 """
 
 
-def run_blender(script: str, zip_path: Path, workdir: Path, *, env: dict | None = None,
+def run_blender(script: str, zip_path: Path, workdir: Path, *, setup: str = "", env: dict | None = None,
                 timeout: float = BLENDER_TIMEOUT_S) -> dict:
-    """Run ``script`` (after PRELUDE) in a fresh Python with bpy; return what it ``emit``-ted."""
+    """Run ``script`` (after PRELUDE and ``setup``) in a fresh Python with bpy; return what it ``emit``-ted."""
     resources = workdir / "blender_user"
     resources.mkdir(parents=True, exist_ok=True)
     full_env = {**os.environ, "BLENDER_USER_RESOURCES": str(resources), "PM_TEST_ZIP": str(zip_path),
                 "PM_WORKDIR": str(workdir), **(env or {})}
-    code = PRELUDE + textwrap.dedent(script)
+    code = PRELUDE + setup + textwrap.dedent(script)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env,
                             timeout=timeout, cwd=workdir)
     lines = [line for line in result.stdout.splitlines() if line.startswith("PM_RESULT:")]
@@ -98,7 +98,8 @@ def start_tiny_server(tmp_path):
     log_path = tmp_path / "serve.log"
     env = {**os.environ, "PUPPET_MASTER_HOME": str(home), "PYTHONUNBUFFERED": "1"}
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "puppet_master", "serve", "--bind", endpoint, "--tiny"],
+        process = subprocess.Popen([sys.executable, "-m", "puppet_master", "serve", "--bind", endpoint, "--tiny",
+                                    "--worker-timeout", "60"],
                                    stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         _wait_for_pong(endpoint, process, log_path)
