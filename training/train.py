@@ -50,10 +50,18 @@ def build_model(config: Config):
             raise ConfigError(f"model.svd_path {folder}: no unet/config.json (expected SVD img2vid in diffusers layout)")
         return PuppetMasterUNet.from_svd(unet_folder)
     if m.init == "checkpoint":
-        folder = Path(m.checkpoint_path)
-        unet_folder = folder / "unet" if (folder / "unet").is_dir() else folder
+        path = Path(m.checkpoint_path)
+        if path.is_file():  # the authors' released model.safetensors: architecture from the SVD folder
+            from puppet_master import loading
+
+            if not m.svd_path:
+                raise ConfigError(f"model.checkpoint_path {path} is a weights file: set model.svd_path for its config")
+            return loading.load_released_unet(path, loading.unet_config_from_svd(m.svd_path)).train()
+        unet_folder = path / "unet" if (path / "unet").is_dir() else path
         if not (unet_folder / "config.json").is_file():
-            raise ConfigError(f"model.checkpoint_path {folder}: no config.json (expected a PuppetMasterUNet folder)")
+            raise ConfigError(
+                f"model.checkpoint_path {path}: neither a PuppetMasterUNet folder (config.json) nor a weights file"
+            )
         return PuppetMasterUNet.from_pretrained(unet_folder)
     torch.manual_seed(config.seed)
     return PuppetMasterUNet(**m.unet_config)
