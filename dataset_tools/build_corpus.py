@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:
 
 from dataset_tools.corpus.families import FAMILIES, asset_id  # noqa: E402
 from dataset_tools.id_lists import write_id_list  # noqa: E402
-from dataset_tools.render_plan import in_shard, parse_shard  # noqa: E402
+from dataset_tools.render_plan import InputError, in_shard, parse_shard  # noqa: E402
 
 MANIFEST = "manifest.json"
 FORMAT = "puppet-master/procedural-corpus"
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--engine", choices=("cycles", "workbench", "eevee"), default="cycles")
     g.add_argument("--samples", type=int, default=4, help="Cycles samples per pixel")
     g.add_argument("--resolution", type=int, default=128)
-    g.add_argument("--views", type=int, default=6)
+    g.add_argument("--views", type=int, default=4)
     g.add_argument("--render-frames", type=int, default=14, help="rendered frames per clip")
     g.add_argument("--points", type=int, default=2048, help="tracked surface points per clip")
     g.add_argument("--timeout", type=float, default=900.0, help="seconds per asset render")
@@ -91,7 +91,7 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tup
                         f"{heldout.start}..{heldout.stop - 1}; move --heldout-seed-start")
     try:
         shard = parse_shard(args.shard)
-    except Exception as exc:
+    except InputError as exc:
         problems.append(str(exc))
         shard = (0, 1)
     if problems:
