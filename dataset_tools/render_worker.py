@@ -7,7 +7,6 @@ collects the result. The output layout is documented in docs/data.md.
 from __future__ import annotations
 
 import json
-import sys
 import time
 import zlib
 from dataclasses import asdict, dataclass, field
@@ -258,7 +257,3 @@ def main(job_json: str, result_path: str | None) -> int:
         write_json_atomic(Path(result_path), record)
     log(json.dumps({"asset_id": record["asset_id"], "status": record["status"], "reason": record["reason"]}))
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover - render.py is the entry point
-    sys.exit(main(sys.argv[1], None))
