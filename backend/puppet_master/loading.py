@@ -182,7 +182,9 @@ def load_released_unet(checkpoint: str | PathLike, config: dict, dtype: torch.dt
             + ". Is it the released Puppet-Master model.safetensors, and do the drag settings match?"
         )
     unet.load_state_dict(state, strict=True, assign=True)
-    return unet.to(dtype).eval()
+    if any(p.dtype != dtype for p in unet.parameters()):
+        unet.to(dtype)
+    return unet.eval()
 
 
 def pipeline_from_svd(
@@ -200,10 +202,10 @@ def pipeline_from_svd(
     unet = load_released_unet(checkpoint, unet_config_from_svd(folder, **config), dtype)
     try:
         vae = AutoencoderKLTemporalDecoder.from_pretrained(
-            folder / "vae", torch_dtype=dtype, variant=_variant(folder / "vae")
+            folder / "vae", dtype=dtype, variant=_variant(folder / "vae")
         )
         image_encoder = CLIPVisionModelWithProjection.from_pretrained(
-            folder / "image_encoder", torch_dtype=dtype, variant=_variant(folder / "image_encoder")
+            folder / "image_encoder", dtype=dtype, variant=_variant(folder / "image_encoder")
         )
         feature_extractor = CLIPImageProcessor.from_pretrained(folder / "feature_extractor")
         scheduler = EulerDiscreteScheduler.from_pretrained(folder / "scheduler")
@@ -235,7 +237,7 @@ def pipeline_from_folder(model: str | PathLike, *, dtype: torch.dtype = torch.fl
 
     folder = find_model_folder(model)
     try:
-        return PuppetMasterPipeline.from_pretrained(folder, torch_dtype=dtype)
+        return PuppetMasterPipeline.from_pretrained(folder, dtype=dtype)
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise ModelLoadError(f"cannot load the pipeline in {folder}: {exc}") from exc
 
