@@ -10,27 +10,26 @@ drag encoding. Both run on the same weights and inputs in the same process; outp
     python benchmarks/unet_forward.py --device cuda --dtype bf16 --configs full
 
 Batch 2 = the CFG batch (sample 0 with 3 drags, sample 1 the unconditional branch: zero drags).
-CPU peak memory is the largest resident-set growth during one forward, sampled every 2 ms, with
-glibc told to give large blocks back to the system (the script re-executes itself once for that).
+Each variant runs in its own fresh process (same seed, same weights and inputs), one after the
+other: peak memory is the growth of the peak resident set (CPU, kernel-tracked) or of the CUDA
+allocator's peak during the first forward; time is the fastest of the timed forwards.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import json
+import resource
+import subprocess
 import sys
-import threading
+import tempfile
 import time
+from pathlib import Path
 
-MALLOC_ENV = "MALLOC_MMAP_THRESHOLD_"
-if __name__ == "__main__" and MALLOC_ENV not in os.environ:
-    os.environ[MALLOC_ENV] = "131072"  # large tensors via mmap, returned to the OS when freed
-    os.execv(sys.executable, [sys.executable, *sys.argv])
+import torch
 
-import torch  # noqa: E402
-
-from puppet_master.models.attention import AllToFirstAttnProcessor, AllToFirstReferenceAttnProcessor  # noqa: E402
-from puppet_master.models.unet import PuppetMasterUNet  # noqa: E402
+from puppet_master.models.attention import AllToFirstAttnProcessor, AllToFirstReferenceAttnProcessor
+from puppet_master.models.unet import PuppetMasterUNet
 
 SMALL = {
     "block_out_channels": (32, 32, 64, 64),
@@ -77,43 +76,8 @@ def inputs(model: PuppetMasterUNet, batch: int, frames: int, size: int, device, 
     return {**tensors, "drags": drags.to(device)}
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class PeakMemory:
-    """Peak memory growth during the block: CUDA allocator statistics, or sampled RSS on CPU."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.peak = 0
-
-    def __enter__(self) -> PeakMemory:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.start = torch.cuda.memory_allocated()
-        else:
-            self.start = self.peak_rss = _rss_bytes()
-            self.running = True
-            self.thread = threading.Thread(target=self._sample, daemon=True)
-            self.thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while self.running:
-            self.peak_rss = max(self.peak_rss, _rss_bytes())
-            time.sleep(0.002)
-
-    def __exit__(self, *exc) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            self.peak = torch.cuda.max_memory_allocated() - self.start
-        else:
-            self.running = False
-            self.thread.join()
-            self.peak = max(self.peak_rss, _rss_bytes()) - self.start
+def _peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
 def set_variant(model: PuppetMasterUNet, straightforward: bool) -> None:
@@ -122,26 +86,43 @@ def set_variant(model: PuppetMasterUNet, straightforward: bool) -> None:
     model.share_identical_drag_maps = not straightforward
 
 
-def measure(model, tensors, warmup: int, repeats: int) -> dict[bool, tuple[float, int, torch.Tensor]]:
-    """Interleaved runs (straightforward, ours, straightforward, ...) so that load from other
-    processes hits both alike; per variant the fastest forward, the largest memory peak, the output."""
-    device = tensors["sample"].device
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    results = {True: ([], [], None), False: ([], [], None)}
+def worker(args: argparse.Namespace) -> None:
+    """One variant in this process: time, peak memory growth, output saved for comparison."""
+    device = torch.device(args.device)
+    dtype = DTYPES[args.dtype]
+    model = build(CONFIGS[args.config], device, dtype)
+    tensors = inputs(model, args.batch, args.frames, args.size, device, dtype)
+    set_variant(model, args.variant == "straightforward")
+    cuda = device.type == "cuda"
+    times = []
     with torch.no_grad():
-        for step in range(warmup + repeats):
-            for straightforward in (True, False):
-                set_variant(model, straightforward)
-                with PeakMemory(device) as memory:
-                    sync()
-                    start = time.perf_counter()
-                    out = model(**tensors).sample
-                    sync()
-                    elapsed = time.perf_counter() - start
-                if step >= warmup:
-                    times, peaks, _ = results[straightforward]
-                    results[straightforward] = ([*times, elapsed], [*peaks, memory.peak], out.float().cpu())
-    return {key: (min(times), max(peaks), out) for key, (times, peaks, out) in results.items()}
+        for step in range(args.warmup + args.repeats):
+            if cuda:
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+            before = torch.cuda.memory_allocated() if cuda else _peak_rss_bytes()
+            start = time.perf_counter()
+            out = model(**tensors).sample
+            if cuda:
+                torch.cuda.synchronize()
+            elapsed = time.perf_counter() - start
+            if step == 0:
+                peak = (torch.cuda.max_memory_allocated() if cuda else _peak_rss_bytes()) - before
+            if step >= args.warmup:
+                times.append(elapsed)
+    torch.save(out.float().cpu(), args.output)
+    print(json.dumps({"seconds": min(times), "peak_bytes": peak}))
+
+
+def run_variant(args: argparse.Namespace, config: str, variant: str, output: Path, warmup: int, repeats: int) -> dict:
+    command = [
+        sys.executable, __file__, "--worker", "--configs", config, "--variant", variant, "--output", str(output),
+        "--device", args.device, "--dtype", args.dtype, "--batch", str(args.batch), "--frames", str(args.frames),
+        "--size", str(args.size), "--warmup", str(warmup), "--repeats", str(repeats),
+        *(["--threads", str(args.threads)] if args.threads else []),
+    ]  # fmt: skip
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -152,32 +133,41 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--frames", type=int, default=14)
     parser.add_argument("--size", type=int, default=32, help="latent height and width")
-    parser.add_argument("--warmup", type=int, default=None, help="default: 2 (small/CUDA), 0 (full on CPU)")
-    parser.add_argument("--repeats", type=int, default=None, help="default: 10 (small/CUDA), 2 (full on CPU)")
+    parser.add_argument("--warmup", type=int, default=None, help="default: 2, none for the full config on CPU")
+    parser.add_argument("--repeats", type=int, default=None, help="default: 10, 1 for the full config on CPU")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--variant", choices=("straightforward", "ours"), help=argparse.SUPPRESS)
+    parser.add_argument("--output", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.dtype = args.dtype or ("bf16" if args.device.startswith("cuda") else "fp32")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.worker:
+        args.config = args.configs
+        worker(args)
+        return
 
     device = torch.device(args.device)
-    dtype = DTYPES[args.dtype or ("bf16" if device.type == "cuda" else "fp32")]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {name}; dtype {dtype}; batch {args.batch}, {args.frames} frames, {args.size}x{args.size} latents")
+    print(f"device: {name}; {args.dtype}; batch {args.batch}, {args.frames} frames, {args.size}x{args.size} latents")
     print(f"{'config':<6} {'variant':<16} {'ms (best)':>11} {'peak MiB':>9} {'time ratio':>10} {'mem ratio':>9}")
-    for config_name in args.configs.split(","):
-        heavy = config_name == "full" and device.type == "cpu"
+    for config in args.configs.split(","):
+        heavy = config == "full" and device.type == "cpu"
         warmup = args.warmup if args.warmup is not None else (0 if heavy else 2)
-        repeats = args.repeats if args.repeats is not None else (2 if heavy else 10)
-        model = build(CONFIGS[config_name], device, dtype)
-        tensors = inputs(model, args.batch, args.frames, args.size, device, dtype)
-        results = measure(model, tensors, warmup, repeats)
-        (base_time, base_mem, base_out), (time_ours, mem_ours, out) = results[True], results[False]
-        for label, seconds, memory in (("straightforward", base_time, base_mem), ("ours", time_ours, mem_ours)):
-            print(
-                f"{config_name:<6} {label:<16} {seconds * 1e3:>11.1f} {memory / 2**20:>9.0f} "
-                f"{seconds / base_time:>10.3f} {memory / max(base_mem, 1):>9.3f}"
-            )
-        diff = (out - base_out).abs().max().item()
-        scale = base_out.abs().max().item()
-        print(f"{config_name:<6} max |ours - straightforward| = {diff:.2e} (output max {scale:.2e})")
-        del model, tensors
+        repeats = args.repeats if args.repeats is not None else (1 if heavy else 10)
+        with tempfile.TemporaryDirectory() as folder:
+            outputs = {v: Path(folder) / f"{v}.pt" for v in ("straightforward", "ours")}
+            results = {v: run_variant(args, config, v, path, warmup, repeats) for v, path in outputs.items()}
+            base = results["straightforward"]
+            for variant, result in results.items():
+                print(
+                    f"{config:<6} {variant:<16} {result['seconds'] * 1e3:>11.1f} {result['peak_bytes'] / 2**20:>9.0f} "
+                    f"{result['seconds'] / base['seconds']:>10.3f} {result['peak_bytes'] / max(base['peak_bytes'], 1):>9.3f}"
+                )
+            ours, reference = torch.load(outputs["ours"]), torch.load(outputs["straightforward"])
+        diff = (ours - reference).abs().max().item()
+        print(f"{config:<6} max |ours - straightforward| = {diff:.2e} (output max {reference.abs().max().item():.2e})")
 
 
 if __name__ == "__main__":
