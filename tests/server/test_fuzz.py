@@ -94,4 +94,6 @@ def test_thousand_malformed_messages_then_a_valid_job(server):
     assert len(errors) > 0.8 * N_MESSAGES
     assert not [m for m in replies if m.type == protocol.ACCEPTED]
     with server.client() as c:
+        c.unload()  # the worker frees its model and loads it again for the next job
+        assert c.wait_for(lambda e: isinstance(e, pm.Unloaded), 10).workers >= 1
         assert isinstance(run_job(c), pm.Result)

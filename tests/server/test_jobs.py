@@ -93,6 +93,8 @@ def test_cancel_queued_and_running_jobs(server):
         assert c.wait_for(lambda e: isinstance(e, pm.Cancelled) and e.job_id == queued.job_id, 10)
         progress = _wait_progress(c, running.job_id)
         assert progress.total == LONG.num_inference_steps and progress.eta_s is not None
+        preview = Image.open(io.BytesIO(progress.preview_png))  # preview_every=1: every step has one
+        assert preview.format == "PNG" and max(preview.size) <= protocol.MAX_PREVIEW_SIDE
         c.cancel(running.job_id)
         final = c.wait_for(lambda e: isinstance(e, pm.Cancelled | pm.Result | pm.JobError)
                            and e.job_id == running.job_id, 60)

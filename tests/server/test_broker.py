@@ -1,0 +1,104 @@
+"""The broker without a model: queue limits, queued-job cancel/fetch, status, and resuming after a restart."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import zmq
+from server_helpers import DRAGS, png_bytes
+
+from puppet_master import client as pm
+from puppet_master import protocol
+from puppet_master.protocol import JobSettings
+from puppet_master.server.broker import Broker
+from puppet_master.server.store import ResultStore
+
+SETTINGS = JobSettings(num_inference_steps=2)
+
+
+class RunningBroker:
+    def __init__(self, results, **kwargs) -> None:
+        self.context = zmq.Context()
+        self.broker = Broker(ResultStore(results), frontend="tcp://127.0.0.1:*", context=self.context, **kwargs)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.broker.run, args=(self.stop.is_set,), daemon=True)
+        self.thread.start()
+
+    def client(self) -> pm.GenerationClient:
+        return pm.GenerationClient(self.broker.frontend_endpoint, context=self.context)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+        self.context.term()
+
+
+@pytest.fixture
+def broker(tmp_path):
+    running = RunningBroker(tmp_path / "results", max_queue=2)
+    yield running
+    running.close()
+
+
+def _submit(c: pm.GenerationClient) -> pm.Event:
+    c.submit(png_bytes(), DRAGS, SETTINGS)
+    return c.wait_for(lambda e: isinstance(e, pm.Accepted | pm.Rejected), 10)
+
+
+def test_queue_limit_positions_status_and_queued_cancel(broker):
+    with broker.client() as c:
+        first, second, third = _submit(c), _submit(c), _submit(c)
+        assert (first.position, second.position) == (0, 1) and second.seq == first.seq + 1
+        assert isinstance(third, pm.Rejected) and third.code == protocol.QUEUE_FULL
+        c.status()
+        status = c.wait_for(lambda e: isinstance(e, pm.StatusReply), 10)
+        assert status.queue == [first.job_id, second.job_id] and status.workers == []
+        c.fetch(second.job_id)
+        state = c.wait_for(lambda e: isinstance(e, pm.JobState), 10)
+        assert (state.state, state.position) == (protocol.QUEUED, 1)
+        c.cancel(first.job_id)
+        assert c.wait_for(lambda e: isinstance(e, pm.Cancelled), 10).job_id == first.job_id
+        assert isinstance(_submit(c), pm.Accepted)  # room again
+        c.unload()
+        assert c.wait_for(lambda e: isinstance(e, pm.Unloaded), 10).workers == 0
+
+
+def test_server_side_checks_reject_what_a_raw_client_could_send(broker):
+    sock = broker.context.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(broker.broker.frontend_endpoint)
+    corrupt = png_bytes()[:40]  # a PNG signature and header, then nothing
+    cases = {
+        "png": ([{"start": [0.1, 0.1], "end": [0.2, 0.2]}], {}, corrupt, protocol.BAD_IMAGE),
+        "drags": ([{"start": [0.1, 0.1], "end": [0.2, 7]}], {}, png_bytes(), protocol.BAD_DRAGS),
+        "settings": ([], {"num_inference_steps": 500}, png_bytes(), protocol.BAD_SETTINGS),
+    }
+    try:
+        for req, (drags, settings, image, _) in cases.items():
+            sock.send_multipart(protocol.encode(protocol.SUBMIT, {"req": req, "drags": drags, "settings": settings},
+                                                [image]))
+        for _ in cases:
+            assert sock.poll(5000)
+            reply = protocol.decode(sock.recv_multipart(), protocol.SERVER_TYPES)
+            assert reply.type == protocol.REJECTED
+            assert reply.header["code"] == cases[reply.header["req"]][3], reply.header
+    finally:
+        sock.close()
+
+
+def test_unfinished_jobs_are_queued_again_after_a_restart(tmp_path):
+    first = RunningBroker(tmp_path / "results")
+    with first.client() as c:
+        jobs = [_submit(c).job_id for _ in range(3)]
+    first.close()
+    second = RunningBroker(tmp_path / "results")
+    try:
+        with second.client() as c:
+            c.status()
+            status = c.wait_for(lambda e: isinstance(e, pm.StatusReply), 10)
+            assert status.queue == jobs
+            accepted = _submit(c)
+            assert accepted.seq == 3  # acceptance order continues across restarts
+    finally:
+        second.close()
