@@ -145,3 +145,21 @@ def test_identical_drag_maps_are_computed_once_with_the_same_result(model):
         hook.remove()
     assert rows == [3 + 1, 2 * 3]
     torch.testing.assert_close(shared, separate, atol=1e-5, rtol=1e-5)
+
+
+def test_sharing_identical_drag_maps_keeps_the_gradients():
+    torch.manual_seed(0)
+    model = randomize_(PuppetMasterUNet(**TINY_CONFIG), std=0.1)
+    inputs = tiny_inputs(model, batch=2, frames=2)
+    inputs["drags"][1] = 0
+
+    def gradients(share: bool):
+        model.share_identical_drag_maps = share
+        model.zero_grad()
+        (model(**inputs).sample ** 2).mean().backward()
+        return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    shared, separate = gradients(True), gradients(False)
+    assert shared.keys() == separate.keys()
+    for name, grad in separate.items():
+        torch.testing.assert_close(shared[name], grad, atol=1e-6, rtol=1e-4, msg=name)
