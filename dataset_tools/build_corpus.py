@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--samples", type=int, default=4, help="Cycles samples per pixel")
     g.add_argument("--resolution", type=int, default=128)
     g.add_argument("--views", type=int, default=4)
+    g.add_argument("--azimuth-offset", default="random",
+                   help="azimuth of view 0 in degrees, or 'random' (seeded per asset and clip)")
     g.add_argument("--render-frames", type=int, default=14, help="rendered frames per clip")
     g.add_argument("--points", type=int, default=2048, help="tracked surface points per clip")
     g.add_argument("--timeout", type=float, default=900.0, help="seconds per asset render")
@@ -215,7 +217,7 @@ def render(args: argparse.Namespace, split: str) -> int:
     command = [sys.executable, str(ROOT / "dataset_tools" / "render.py"), str(source),
                "--out", str(args.out / "renders" / split), "--shard", args.shard, "--workers", str(args.workers),
                "--engine", args.engine, "--samples", str(args.samples), "--resolution", str(args.resolution),
-               "--views", str(args.views), "--frames", str(args.render_frames), "--points", str(args.points),
+               "--views", str(args.views), "--azimuth-offset", args.azimuth_offset, "--frames", str(args.render_frames), "--points", str(args.points),
                "--timeout", str(args.timeout), "--seed", str(args.seed), *args.render_arg]
     print(f"render {split}: {' '.join(command[1:])}", flush=True)
     return subprocess.run(command, cwd=ROOT).returncode

@@ -26,6 +26,9 @@ def _carcass(rng, w, d, h, t, legs, cells, columns, colour) -> None:
             builder.box((x0, -d / 2, z_lo - t / 2), (x1, d / 2 - t, z_lo + t / 2))
     if columns == 2:
         builder.box((-t / 2, -d / 2, z0 + t), (t / 2, d / 2 - t, z0 + h - t))
+    if rng.random() < 0.5:  # a worktop overhanging the front and sides
+        over = rng.uniform(0.01, 0.05)
+        builder.box((-w / 2 - over, -d / 2 - over - t, z0 + h), (w / 2 + over, d / 2, z0 + h + rng.uniform(0.02, 0.05)))
     if legs > 0:
         r = min(w, d) * 0.05
         for sx in (-1, 1):

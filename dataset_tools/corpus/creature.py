@@ -111,6 +111,14 @@ def build(rng: random.Random, frames: int, max_clips: int) -> dict:
     shells.append((mesh.tube(neck_pts, np.linspace(c * 0.45, head_r * 0.6, 6), segments=12), ["root", "neck", "head"]))
     shells.append((mesh.ellipsoid(head_c + np.array([-head_r * 0.4, 0.0, 0.0]), (head_r * 1.25, head_r * 0.9, head_r * 0.85),
                                   rings=8, segments=14), ["neck", "head"]))
+    ears = rng.choice(("none", "pointed", "round"))
+    for side in (-1, 1):
+        if ears == "none":
+            break
+        root_pt = head_c + np.array([-head_r * 0.2, side * head_r * 0.45, head_r * 0.6])
+        tip = root_pt + head_r * np.array([0.1, side * 0.25, 0.8 if ears == "pointed" else 0.45])
+        radii = [head_r * 0.28, head_r * 0.04] if ears == "pointed" else [head_r * 0.3, head_r * 0.22]
+        shells.append((mesh.tube([root_pt, tip], radii, material=1, segments=8), ["head"]))
     tail_rings = np.concatenate([np.linspace(tail_pts[i], tail_pts[i + 1], 4, endpoint=False) for i in range(n_tail)]
                                 + [tail_pts[-1][None]])
     tail_radii = np.linspace(tail_r, tail_r * 0.3, len(tail_rings))
@@ -159,7 +167,7 @@ def build(rng: random.Random, frames: int, max_clips: int) -> dict:
         clips.append(_clip(rng, name, armature, channels, n_tail))
     return {
         "parameters": {"body_radii": [a, b, c], "leg_length": leg_len, "leg_radius": leg_r, "neck_length": neck_len,
-                       "head_radius": head_r, "tail_length": tail_len, "tail_radius": tail_r, "tail_bones": n_tail},
+                       "head_radius": head_r, "ears": ears, "tail_length": tail_len, "tail_radius": tail_r, "tail_bones": n_tail},
         "clips": clips, "channels": list(channels.values()), "static_parts": ["stand"],
     }
 

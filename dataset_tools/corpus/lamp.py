@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import random
 
+import numpy as np
+
 from dataset_tools.corpus.meshes import MeshBuilder, make_material, random_colour
 from dataset_tools.corpus.motion import ClipSpec, Motion, object_channel, pick_profile, random_timing
 
@@ -57,7 +59,10 @@ def build(rng: random.Random, frames: int, max_clips: int) -> dict:
     upper = arm("upper_arm", l2, lower, (0.0, 0.0, l1), a2)
     head = MeshBuilder()
     head.cylinder((-arm_r * 1.8, 0.0, 0.0), (arm_r * 1.8, 0.0, 0.0), arm_r * 1.6, material=2, segments=10)
-    head.cylinder((0.0, 0.0, 0.0), (0.0, 0.0, shade_l), shade_r * 0.35, top_radius=shade_r, segments=20)
+    shade = rng.choice(("cone", "bell", "cylinder"))
+    x = np.linspace(0.0, 1.0, 6)
+    profile = {"cone": 0.35 + 0.65 * x, "bell": 0.3 + 0.7 * x**2.5, "cylinder": np.full_like(x, 0.7)}[shade]
+    head.tube(np.outer(x * shade_l, (0.0, 0.0, 1.0)), shade_r * profile, segments=20)
     head.ellipsoid((0.0, 0.0, shade_l * 0.85), (shade_r * 0.45,) * 3, material=1, rings=6, segments=10)
     head_obj = head.build("head", [shade_material, bulb_material, joint_material], location=(0.0, 0.0, l2),
                           parent=upper)
@@ -88,7 +93,7 @@ def build(rng: random.Random, frames: int, max_clips: int) -> dict:
         clips.append(ClipSpec(name, motions, profile, random_timing(rng, profile)))
     return {
         "parameters": {"base_radius": base_r, "base_height": base_h, "lower_length": l1, "upper_length": l2,
-                       "arm_radius": arm_r, "shade_radius": shade_r, "shade_length": shade_l,
+                       "arm_radius": arm_r, "shade": shade, "shade_radius": shade_r, "shade_length": shade_l,
                        "rest_angles_deg": [math.degrees(a) for a in (a1, a2, a3)]},
         "clips": clips, "channels": [ch for ch, _ in joints.values()], "static_parts": ["base"],
     }

@@ -73,7 +73,7 @@ def test_end_to_end_build_drags_land_on_moving_parts(tmp_path):
     pytest.importorskip("bpy")
     _build(str(tmp_path), "--families", "cabinet", "creature", "--train", "1", "--heldout", "0",
            "--frames", "12", "--max-clips", "1", "--render", "--engine", "workbench", "--resolution", "64",
-           "--views", "2", "--render-frames", "8", "--points", "768", "--render-arg=--azimuth-offset=40")
+           "--views", "2", "--render-frames", "8", "--points", "768", "--azimuth-offset", "40")
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert [r["id"] for r in manifest["assets"]] == ["cabinet_000000", "creature_000000"]
     drags_checked = 0
@@ -109,5 +109,5 @@ def test_end_to_end_build_drags_land_on_moving_parts(tmp_path):
     # a second run resumes every stage
     again = _build(str(tmp_path), "--families", "cabinet", "creature", "--train", "1", "--heldout", "0",
                    "--frames", "12", "--max-clips", "1", "--render", "--engine", "workbench", "--resolution", "64",
-                   "--views", "2", "--render-frames", "8", "--points", "768", "--render-arg=--azimuth-offset=40")
+                   "--views", "2", "--render-frames", "8", "--points", "768", "--azimuth-offset", "40")
     assert "2 of 2 assets done before" in again.stdout and "'done-before': 2" in again.stdout
