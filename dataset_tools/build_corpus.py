@@ -179,9 +179,10 @@ def generate(args: argparse.Namespace, assets: list[dict]) -> list[dict]:
     with ThreadPoolExecutor(max_workers=args.gen_workers) as pool:
         list(pool.map(run_chunk, enumerate(chunks)))
     bar.close()
-    with open(args.out / "generate_failures.jsonl", "a") as f:
-        for failure in failures:
-            f.write(json.dumps({**failure, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
+    if failures:
+        with open(args.out / "generate_failures.jsonl", "a") as f:
+            for failure in failures:
+                f.write(json.dumps({**failure, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
     return failures
 
 
