@@ -209,10 +209,17 @@ class PuppetMasterUNet(ModelMixin, AttentionMixin, ConfigMixin):
             name: all_to_first_cls() if name in spatial else AttnProcessor2_0() for name in self.attn_processors
         }
 
+    def set_attn_processor(self, processor) -> None:
+        super().set_attn_processor(processor)
+        self._frame_aware_processors = None
+
     def _set_num_frames(self, num_frames: int) -> None:
-        for processor in self.attn_processors.values():
-            if hasattr(processor, "num_frames"):
-                processor.num_frames = num_frames
+        """Tell the processors that need it (all-to-first) how many frames a video has."""
+        if getattr(self, "_frame_aware_processors", None) is None:
+            modules = [m for m in self.modules() if hasattr(m, "get_processor")]
+            self._frame_aware_processors = [m for m in modules if hasattr(m.get_processor(), "num_frames")]
+        for module in self._frame_aware_processors:
+            module.get_processor().num_frames = num_frames
 
     # ------------------------------------------------------------------ forward
     def check_inputs(
