@@ -108,12 +108,13 @@ class DragContext:
             final = self.drags[:, -1:, :, 2:].expand(batch, frames, slots, 2)
             keys = torch.cat([self.drags, final], dim=-1).reshape(batch * frames, -1)
             keys = torch.where(self.mask.repeat_interleave(6, dim=1), keys, torch.zeros_like(keys))
-            unique, inverse = torch.unique(keys, dim=0, return_inverse=True)
+            # a (B*N, 6K) table: found on the CPU, where torch.unique(dim=...) exists on every backend
+            unique, inverse = torch.unique(keys.cpu(), dim=0, return_inverse=True)
             if unique.shape[0] < keys.shape[0]:
-                self.inverse = inverse
-                self.representatives = torch.empty_like(inverse[: unique.shape[0]]).scatter_(
-                    0, inverse, torch.arange(inverse.shape[0], device=inverse.device)
-                )
+                representatives = torch.empty(unique.shape[0], dtype=torch.long)
+                representatives.scatter_(0, inverse, torch.arange(inverse.shape[0]))
+                self.inverse = inverse.to(keys.device)
+                self.representatives = representatives.to(keys.device)
 
     def _inputs(self, height: int, width: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """Drag encoding ``(B*N or distinct, 6K, h, w)`` and point position embeddings ``(B*N, 2K, P)``."""
