@@ -87,12 +87,16 @@ def build_plane(
 
 
 def remove_plane(plane: bpy.types.Object) -> None:
-    """Delete a previous result plane with its mesh and material (the frames on disk stay)."""
+    """Delete a previous result plane with its mesh, material and image (the frames on disk stay)."""
     mesh = plane.data
     materials = [m for m in mesh.materials if m is not None]
+    images = {n.image for m in materials if m.node_tree for n in m.node_tree.nodes if n.type == "TEX_IMAGE" and n.image}
     bpy.data.objects.remove(plane)
     if mesh.users == 0:
         bpy.data.meshes.remove(mesh)
     for material in materials:
         if material.users == 0:
             bpy.data.materials.remove(material)
+    for image in images:
+        if image.users == 0:
+            bpy.data.images.remove(image)
