@@ -48,7 +48,7 @@ def build_model(config: Config):
         unet_folder = folder / "unet" if (folder / "unet").is_dir() else folder
         if not (unet_folder / "config.json").is_file():
             raise ConfigError(f"model.svd_path {folder}: no unet/config.json (expected SVD img2vid in diffusers layout)")
-        return PuppetMasterUNet.from_svd(unet_folder)
+        return PuppetMasterUNet.from_svd(unet_folder, **m.unet_config)  # unet_config: drag-module overrides
     if m.init == "checkpoint":
         path = Path(m.checkpoint_path)
         if path.is_file():  # the authors' released model.safetensors: architecture from the SVD folder

@@ -37,6 +37,31 @@ def test_overfitting_one_batch_halves_the_loss(tmp_path, latent_cache):
     assert min(losses[-5:]) <= 0.5 * losses[0], losses
 
 
+def test_initialisation_from_an_svd_unet_copies_its_weights(tmp_path, latent_cache):
+    from diffusers import UNetSpatioTemporalConditionModel
+
+    torch.manual_seed(0)
+    svd = UNetSpatioTemporalConditionModel(
+        block_out_channels=(32, 32), down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
+        up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"), num_attention_heads=(1, 1),
+        cross_attention_dim=32, layers_per_block=1, addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=24,
+    )
+    svd.save_pretrained(tmp_path / "svd" / "unet")
+    config = tiny_config(tmp_path, latent_cache, {
+        "model.init": '"svd"', "model.svd_path": json.dumps(str(tmp_path / "svd")),
+        "model.unet_config": "{pos_embed_dim = 8, drag_embedder_out_channels = [16]}",
+    })
+    model = build_model(config)
+    svd_state = svd.state_dict()
+    for name, value in model.state_dict().items():
+        if name in svd_state:
+            torch.testing.assert_close(value, svd_state[name], rtol=0, atol=0, msg=name)
+    assert sum(name in svd_state for name in model.state_dict()) > 50
+    with pytest.raises(ConfigError, match=r"unet/config\.json"):
+        build_model(tiny_config(tmp_path, latent_cache, {"model.init": '"svd"', "model.svd_path": '"/nowhere"'}))
+
+
 def _weights(folder):
     return load_file(str(folder / checkpointing.WEIGHTS_NAME))
 
