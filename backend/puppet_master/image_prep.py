@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from puppet_master.drags import DATA_MARGIN, DragError, active_mask
 
@@ -33,7 +33,7 @@ class ImageError(ValueError):
 
 
 def load_image(image: str | Path | Image.Image) -> Image.Image:
-    """Open ``image`` (a path or a PIL image) fully into memory."""
+    """Open ``image`` (a path or a PIL image) fully into memory, upright as viewers show it (EXIF)."""
     if isinstance(image, Image.Image):
         return image
     if not isinstance(image, (str, Path)):
@@ -44,7 +44,7 @@ def load_image(image: str | Path | Image.Image) -> Image.Image:
     try:
         with Image.open(path) as img:
             img.load()
-            return img.copy()
+            return ImageOps.exif_transpose(img)
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise ImageError(f"cannot read image {path}: {exc}") from exc
 

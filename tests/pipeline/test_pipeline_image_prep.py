@@ -92,3 +92,17 @@ def test_bad_images_give_clear_errors(tmp_path):
         prepare_frame(Image.new("RGBA", (64, 64)), "object")
     with pytest.raises(ImageError, match="unknown crop"):
         prepare_frame(Image.new("RGB", (64, 64)), "centre")
+
+
+def test_photos_are_read_upright(tmp_path):
+    """A JPEG whose EXIF says "rotate 90 degrees" is used as viewers show it (drags refer to that view)."""
+    image = Image.new("RGB", (30, 20), "white")
+    image.paste((255, 0, 0), (0, 0, 8, 8))
+    exif = image.getexif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    path = tmp_path / "photo.jpg"
+    image.save(path, exif=exif, quality=100)
+    upright = load_image(path)
+    assert upright.size == (20, 30)
+    # the red top-left corner is now top-right
+    assert upright.getpixel((16, 3))[1] < 60 and upright.getpixel((3, 3))[1] > 200
