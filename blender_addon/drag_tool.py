@@ -1,9 +1,8 @@
-"""The Draw Drags tool: a modal operator in the camera view (overlay drawn by overlay_draw)."""
-
+"""The Draw Drags tool: a modal operator in the camera view (thin: the editing rules are in drag_editing)."""
 
 import bpy
 
-from . import overlay_draw, overlay_geometry
+from . import drag_editing, overlay_draw
 from ._light import light_module
 from .operators import update_drag_warning
 
@@ -11,6 +10,23 @@ drags_mod = light_module("drags")
 
 HELP_TEXT = "Drag: click-drag to draw an arrow, drag a handle to move it, right-click or X deletes, Enter/Esc ends"
 PASS_THROUGH = {"MIDDLEMOUSE", "WHEELUPMOUSE", "WHEELDOWNMOUSE", "TRACKPADPAN", "TRACKPADZOOM"}
+
+
+def editor_from_scene(scene) -> drag_editing.DragEditor:
+    props = scene.puppet_master
+    drags = [(tuple(d.start), tuple(d.end)) for d in props.drags]
+    return drag_editing.DragEditor(drags, drags_mod.MAX_DRAGS, active=props.active_drag)
+
+
+def editor_to_scene(editor: drag_editing.DragEditor, scene) -> None:
+    props = scene.puppet_master
+    while len(props.drags) > len(editor.drags):
+        props.drags.remove(len(props.drags) - 1)
+    while len(props.drags) < len(editor.drags):
+        props.drags.add()
+    for item, (start, end) in zip(props.drags, editor.drags, strict=True):
+        item.start, item.end = start, end
+    props.active_drag = editor.active
 
 
 class PUPPET_OT_draw_drags(bpy.types.Operator):
@@ -31,59 +47,43 @@ class PUPPET_OT_draw_drags(bpy.types.Operator):
             return {"CANCELLED"}
         if rv3d.view_perspective != "CAMERA":
             rv3d.view_perspective = "CAMERA"
-        self._grab: tuple[int, str] | None = None
+        self._editor = editor_from_scene(context.scene)
         context.window_manager.modal_handler_add(self)
         context.area.header_text_set(HELP_TEXT)
         context.area.tag_redraw()
         return {"RUNNING_MODAL"}
 
-    def _finish(self, context):
-        context.area.header_text_set(None)
-        context.area.tag_redraw()
-        update_drag_warning(context.scene, self)
-        return {"FINISHED"}
-
     def modal(self, context, event):
         if event.type in PASS_THROUGH:
             return {"PASS_THROUGH"}
         if event.type in {"RET", "NUMPAD_ENTER", "ESC"} and event.value == "PRESS":
-            return self._finish(context)
+            context.area.header_text_set(None)
+            context.area.tag_redraw()
+            update_drag_warning(context.scene, self)
+            return {"FINISHED"}
         mapping = overlay_draw.view_mapping(context)
         if mapping is None:
-            return {"PASS_THROUGH"} if event.type not in {"LEFTMOUSE", "RIGHTMOUSE"} else {"RUNNING_MODAL"}
-        mouse = (event.mouse_region_x, event.mouse_region_y)
-        props = context.scene.puppet_master
-        shapes = overlay_draw.scene_shapes(context.scene, mapping)
-        if event.type == "MOUSEMOVE" and self._grab is not None:
-            index, which = self._grab
-            setattr(props.drags[index], which, overlay_geometry.clamp_unit(*mapping.from_region(*mouse)))
-            context.area.tag_redraw()
+            return {"RUNNING_MODAL"}
+        if event.value == "PRESS" and self._editor.grab is None:  # pick up edits made in the panel meanwhile
+            self._editor = editor_from_scene(context.scene)
+        editor, mouse = self._editor, (event.mouse_region_x, event.mouse_region_y)
+        changed = False
+        if event.type == "MOUSEMOVE":
+            changed = editor.move(mapping, *mouse)
         elif event.type == "LEFTMOUSE" and event.value == "PRESS":
-            hit = overlay_geometry.pick_handle(shapes, *mouse)
-            if hit is not None:
-                self._grab = hit
-                props.active_drag = hit[0]
-            elif mapping.contains(*mouse):
-                if len(props.drags) >= drags_mod.MAX_DRAGS:
-                    self.report({"WARNING"}, f"the model takes at most {drags_mod.MAX_DRAGS} drags")
-                    return {"RUNNING_MODAL"}
-                drag = props.drags.add()
-                drag.start = drag.end = mapping.from_region(*mouse)
-                props.active_drag = len(props.drags) - 1
-                self._grab = (props.active_drag, "end")
+            outcome = editor.press(mapping, *mouse)
+            changed = outcome in (drag_editing.GRABBED, drag_editing.ADDED)
+            if outcome == drag_editing.FULL:
+                self.report({"WARNING"}, f"the model takes at most {drags_mod.MAX_DRAGS} drags")
+        elif event.type == "LEFTMOUSE" and event.value == "RELEASE":
+            changed = editor.release()
+        elif event.type in {"RIGHTMOUSE", "X", "DEL"} and event.value == "PRESS":
+            changed = editor.delete_at(mapping, *mouse) is not None
+        if changed:
+            editor_to_scene(editor, context.scene)
+            if event.type == "LEFTMOUSE":  # a new drag or a finished move: is it on the object?
                 update_drag_warning(context.scene, self)
             context.area.tag_redraw()
-        elif event.type == "LEFTMOUSE" and event.value == "RELEASE":
-            self._grab = None
-            update_drag_warning(context.scene, self)
-        elif event.type in {"RIGHTMOUSE", "X", "DEL"} and event.value == "PRESS":
-            hit = overlay_geometry.pick_handle(shapes, *mouse)
-            if hit is not None:
-                props.drags.remove(hit[0])
-                props.active_drag = max(0, min(props.active_drag, len(props.drags) - 1))
-                self._grab = None
-                update_drag_warning(context.scene)
-                context.area.tag_redraw()
         return {"RUNNING_MODAL"}
 
 

@@ -301,3 +301,65 @@ def test_local_backend_failure_shows_its_log(addon_zip, tmp_path):
     assert "--model /missing" in text
     assert "backend Python executable not found" in out["missing"]
     assert any("backend Python executable not found" in line for line in out["missing_lines"])
+
+
+def test_drag_tool_modal_draws_moves_deletes_and_warns_off_object(addon_zip, tmp_path):
+    """The modal operator's event handling, fed Blender-like events (background Blender has no window)."""
+    out = run_blender(
+        """
+        from types import SimpleNamespace
+        dt = ext("drag_tool")
+        scene, cam, cube = make_scene(resolution=(64, 64))
+        scene.puppet_master.reference_size = 64
+        bpy.ops.puppet_master.render_reference()
+        W = H = 400  # a camera view whose frame fills the region
+        persmat = cam.calc_matrix_camera(bpy.context.evaluated_depsgraph_get(), x=W, y=H) @ cam.matrix_world.inverted()
+        headers = []
+        area = SimpleNamespace(type="VIEW_3D", header_text_set=headers.append, tag_redraw=lambda: None)
+        context = SimpleNamespace(scene=scene, area=area, region=SimpleNamespace(width=W, height=H),
+                                  region_data=SimpleNamespace(view_perspective="CAMERA", perspective_matrix=persmat))
+        reports = []
+        op = SimpleNamespace(report=lambda kind, text: reports.append(text), _editor=dt.editor_from_scene(scene))
+        def event(kind, value="PRESS", x=0, y=0):
+            return sorted(dt.PUPPET_OT_draw_drags.modal(op, context, SimpleNamespace(
+                type=kind, value=value, mouse_region_x=x, mouse_region_y=y)))
+        def drags():
+            return [[list(d.start), list(d.end)] for d in scene.puppet_master.drags]
+        log = {}
+        # on the cube (centre of the frame) to the right: no warning
+        log["press"] = event("LEFTMOUSE", "PRESS", 200, 200)
+        event("MOUSEMOVE", "NOTHING", 300, 200)
+        event("LEFTMOUSE", "RELEASE", 300, 200)
+        log["one"], log["reports_one"] = drags(), list(reports)
+        # from an empty corner: the off-object warning fires
+        event("LEFTMOUSE", "PRESS", 20, 380)
+        event("MOUSEMOVE", "NOTHING", 60, 340)
+        event("LEFTMOUSE", "RELEASE", 60, 340)
+        log["two"], log["warning"] = drags(), scene.puppet_master.drag_warning
+        # grab the first arrow's end handle and move it up
+        event("LEFTMOUSE", "PRESS", 300, 200)
+        event("MOUSEMOVE", "NOTHING", 300, 300)
+        event("LEFTMOUSE", "RELEASE", 300, 300)
+        log["moved"] = drags()
+        # right-click the second arrow's start handle: deleted; navigation passes through
+        event("RIGHTMOUSE", "PRESS", 20, 380)
+        log["deleted"] = drags()
+        log["wheel"] = event("WHEELUPMOUSE")
+        log["enter"] = event("RET")
+        emit(log=log, reports=reports, headers=headers)
+        """,
+        addon_zip, tmp_path,
+    )
+    log = out["log"]
+    import numpy as np
+
+    assert log["press"] == ["RUNNING_MODAL"]
+    np.testing.assert_allclose(log["one"], [[[0.5, 0.5], [0.75, 0.5]]], atol=1e-4)
+    assert log["reports_one"] == []
+    np.testing.assert_allclose(log["two"][1], [[0.05, 0.05], [0.15, 0.15]], atol=1e-4)
+    assert "Drag 2 starts off the object" in log["warning"]
+    assert any("Drag 2 starts off the object" in r for r in out["reports"])
+    np.testing.assert_allclose(log["moved"][0], [[0.5, 0.5], [0.75, 0.25]], atol=1e-4)
+    assert len(log["deleted"]) == 1
+    assert log["wheel"] == ["PASS_THROUGH"] and log["enter"] == ["FINISHED"]
+    assert out["headers"] == [None]

@@ -211,3 +211,31 @@ def test_local_backend_launch_errors_and_log(tmp_path):
         backend.start(backend_process.LaunchSettings(str(sleeper), "tcp://127.0.0.1:1"))
     backend.stop()
     assert not backend.running and backend.exit_code is not None
+
+
+# --- the drag tool's editing rules ------------------------------------------------------------
+def test_drag_editor_draws_moves_deletes_and_limits():
+    from blender_addon import drag_editing
+
+    # a 200x200 square whose top-left corner is at region pixel (100, 300)
+    mapping = overlay_geometry.SquareMapping((100.0, 300.0), (300.0, 300.0), (100.0, 100.0))
+    editor = drag_editing.DragEditor(max_drags=2)
+    assert editor.press(mapping, 50, 50) == drag_editing.OUTSIDE and editor.drags == []
+    # click-drag draws an arrow from the press to the release point
+    assert editor.press(mapping, 150, 250) == drag_editing.ADDED
+    assert editor.move(mapping, 250, 250)
+    assert editor.release() and not editor.release()
+    assert editor.drags == [((0.25, 0.25), (0.75, 0.25))]
+    # grabbing a handle moves that end only; points stay inside the square
+    assert editor.press(mapping, 151, 249) == drag_editing.GRABBED and editor.grab == (0, "start")
+    editor.move(mapping, 0, 400)
+    editor.release()
+    assert editor.drags == [((0.0, 0.0), (0.75, 0.25))]
+    assert not editor.move(mapping, 200, 200)  # nothing grabbed
+    assert editor.press(mapping, 200, 120) == drag_editing.ADDED
+    editor.release()
+    assert editor.press(mapping, 120, 120) == drag_editing.FULL and len(editor.drags) == 2
+    # right-click on a handle deletes its drag; elsewhere nothing
+    assert editor.delete_at(mapping, 20, 20) is None
+    assert editor.delete_at(mapping, 250, 250) == 0
+    assert editor.drags == [((0.5, 0.9), (0.5, 0.9))] and editor.active == 0
