@@ -363,3 +363,82 @@ def test_drag_tool_modal_draws_moves_deletes_and_warns_off_object(addon_zip, tmp
     assert len(log["deleted"]) == 1
     assert log["wheel"] == ["PASS_THROUGH"] and log["enter"] == ["FINISHED"]
     assert out["headers"] == [None]
+
+
+def test_panel_preferences_and_status_bar_draw_valid_ui(addon_zip, tmp_path):
+    """Run the draw code against a layout that checks every property, operator and icon it is given
+    (background Blender cannot create a real UILayout)."""
+    out = run_blender(
+        """
+        from types import SimpleNamespace
+        panels, runtime, job = ext("panels"), ext("runtime"), ext("job")
+        icons = set(bpy.types.UILayout.bl_rna.functions["prop"].parameters["icon"].enum_items.keys())
+        problems, seen = [], []
+        class Layout:
+            alert = False
+            def _icon(self, kw):
+                if kw.get("icon") and kw["icon"] not in icons:
+                    problems.append("unknown icon " + kw["icon"])
+            def _prop(self, data, name):
+                if name not in data.bl_rna.properties:
+                    problems.append(f"{type(data).__name__} has no property {name}")
+            def box(self): return Layout()
+            def row(self, **kw): return Layout()
+            def column(self, **kw): return Layout()
+            def label(self, **kw):
+                self._icon(kw); seen.append(kw.get("text", ""))
+            def prop(self, data, name, **kw):
+                self._icon(kw); self._prop(data, name); seen.append("prop:" + name)
+            def operator(self, idname, **kw):
+                self._icon(kw)
+                module, name = idname.split(".")
+                if not hasattr(getattr(bpy.ops, module), name) or getattr(getattr(bpy.ops, module), name).get_rna_type() is None:
+                    problems.append("unknown operator " + idname)
+                seen.append("op:" + idname)
+                return SimpleNamespace()
+            def template_ID(self, data, name, **kw): self._prop(data, name)
+            def template_list(self, cls, _id, data, name, active_data, active_name, **kw):
+                self._prop(data, name); self._prop(active_data, active_name)
+                if not hasattr(bpy.types, cls): problems.append("unknown UIList " + cls)
+            def progress(self, **kw):
+                if not 0.0 <= kw["factor"] <= 1.0: problems.append("progress factor out of range")
+                seen.append("progress:" + kw.get("text", ""))
+        scene, cam, cube = make_scene(resolution=(160, 90))
+        scene.puppet_master.reference_size = 64
+        bpy.ops.puppet_master.render_reference()
+        props = scene.puppet_master
+        d = props.drags.add(); d.start, d.end = (0.01, 0.01), (0.2, 0.2)
+        bpy.ops.puppet_master.check_drags()
+        props.use_scene_settings = True
+        props.job_id, props.job_state, props.job_error = "ab" * 16, "ERROR", "Generation failed (worker_lost): the worker was lost"
+        context = SimpleNamespace(scene=scene)
+        panel = SimpleNamespace(layout=Layout())
+        panels.PUPPET_PT_main.draw(panel, context)
+        idle = list(seen); seen.clear()
+        # while a job runs: progress bar, Cancel, and the status bar
+        runtime.STATE.controllers[scene.name] = job.JobController("tcp://127.0.0.1:9")
+        props.job_state, props.job_progress, props.job_status_text = "RUNNING", 0.4, "Step 2/5"
+        panels.PUPPET_PT_main.draw(panel, context)
+        panels.draw_status(SimpleNamespace(layout=Layout()), context)
+        running = list(seen); seen.clear()
+        runtime.STATE.controllers.pop(scene.name).close()
+        class PrefsDrawn:  # the preferences, with a checking layout
+            layout = Layout()
+            def __getattr__(self, name):
+                return getattr(prefs(), name)
+        type(prefs()).draw(PrefsDrawn(), context)
+        emit(problems=problems, idle=idle, running=running, prefs=list(seen))
+        """,
+        addon_zip, tmp_path,
+    )
+    assert out["problems"] == []
+    idle, running = out["idle"], out["running"]
+    assert "op:puppet_master.generate" in idle and "op:puppet_master.fetch_result" in idle
+    assert any("centred square" in text for text in idle)
+    assert any("Drag 1 starts off the object" in text for text in idle)
+    assert any("worker_lost" in text for text in idle)
+    assert "op:puppet_master.cancel" in running and "op:puppet_master.generate" not in running
+    assert running.count("progress:Step 2/5") == 1 and "progress:Puppet-Master: Step 2/5" in running
+    for name in ("endpoint", "server_key", "backend_python", "backend_model_args", "output_folder", "default_steps"):
+        assert "prop:" + name in out["prefs"]
+    assert "op:puppet_master.backend_start" in out["prefs"]
