@@ -37,8 +37,15 @@ def scene_settings(scene: bpy.types.Scene, prefs) -> job.GenerationSettings:
     return job.GenerationSettings(steps=prefs.default_steps, guidance=prefs.default_guidance, seed=prefs.default_seed)
 
 
+def _server_key(prefs) -> str | None:
+    try:
+        return job.resolve_server_key(prefs.server_key)
+    except job.ServerKeyError as exc:
+        raise GenerateError(str(exc)) from exc
+
+
 def _controller(prefs) -> job.JobController:
-    return job.JobController(prefs.endpoint, prefs.server_key.strip() or None)
+    return job.JobController(prefs.endpoint, _server_key(prefs))
 
 
 def start(scene: bpy.types.Scene) -> job.JobController:
@@ -73,7 +80,7 @@ def attach(scene: bpy.types.Scene, job_id: str | None = None) -> job.JobControll
     if scene.name in runtime.STATE.controllers:
         raise GenerateError("a job is already being followed for this scene")
     prefs = preferences.get()
-    controller = job.JobController(props.job_endpoint or prefs.endpoint, prefs.server_key.strip() or None)
+    controller = job.JobController(props.job_endpoint or prefs.endpoint, _server_key(prefs))
     try:
         controller.attach(job_id)
     except (protocol.ProtocolError, ValueError) as exc:

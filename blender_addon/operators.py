@@ -176,7 +176,13 @@ class PUPPET_OT_ping(bpy.types.Operator):
         prefs = preferences.get(context)
         if runtime.STATE.pinger is not None:
             runtime.STATE.pinger.client.close()
-        runtime.STATE.pinger = job.Pinger(prefs.endpoint, prefs.server_key.strip() or None)
+        try:
+            key = job.resolve_server_key(prefs.server_key)
+        except job.ServerKeyError as exc:
+            runtime.STATE.connection_text = str(exc)
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        runtime.STATE.pinger = job.Pinger(prefs.endpoint, key)
         runtime.STATE.connection_text = f"Contacting {prefs.endpoint}..."
         runtime.ensure_timer()
         return {"FINISHED"}

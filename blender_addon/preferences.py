@@ -17,8 +17,8 @@ class PUPPET_AP_preferences(bpy.types.AddonPreferences):
         description="ZeroMQ endpoint of `puppet-master serve`",
     )  # fmt: skip
     server_key: StringProperty(
-        name="Server Public Key", default="", subtype="PASSWORD",
-        description="CurveZMQ public key of the server (Z85, 40 characters); empty for a loopback server",
+        name="Server Public Key", default="",
+        description="The server's CurveZMQ public key (40 characters, or the path of its .key file); empty for a loopback server",
     )  # fmt: skip
     backend_python: StringProperty(
         name="Backend Python", default="", subtype="FILE_PATH",

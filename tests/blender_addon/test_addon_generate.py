@@ -7,6 +7,7 @@ Timers do not tick in background mode, so the scripts pump the add-on's timer ca
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 
@@ -241,3 +242,42 @@ def test_reopen_fetches_a_result_that_finished_while_blender_was_closed(addon_zi
     assert second["plane"] is not None
     assert second["refetch_state"] == "DONE"
     assert len(second["planes"]) == len(second["meshes"]) == len(second["materials"]) == len(second["images"]) == 1
+
+
+def test_curve_server_needs_the_public_key(addon_zip, tmp_path):
+    """A CURVE-encrypted server (broker only): reached with its .key file, silent without it."""
+    keys = tmp_path / "keys"
+    subprocess.run([sys.executable, "-m", "puppet_master", "keys", "--out", str(keys)], check=True, capture_output=True)
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "puppet_master", "serve", "--bind", endpoint, "--workers", "0",
+         "--curve-secret", str(keys / "server.key_secret"), "--results", str(tmp_path / "results")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        out = run_blender(
+            f"""
+            runtime = ext("runtime")
+            p = prefs()
+            p.endpoint = "{endpoint}"
+            def ping():
+                bpy.ops.puppet_master.ping()
+                while runtime.STATE.pinger is not None:
+                    runtime.tick()
+                    time.sleep(0.02)
+                return runtime.STATE.connection_text
+            without_key = ping()
+            p.server_key = {str(keys / "server.key")!r}
+            deadline = time.monotonic() + 60
+            with_key = ""
+            while time.monotonic() < deadline and not with_key.startswith("Connected"):
+                with_key = ping()
+            emit(without_key=without_key, with_key=with_key)
+            """,
+            addon_zip, tmp_path,
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert out["without_key"].startswith(f"No backend answers at {endpoint}")
+    assert out["with_key"].startswith(f"Connected to {endpoint}")

@@ -239,3 +239,18 @@ def test_drag_editor_draws_moves_deletes_and_limits():
     assert editor.delete_at(mapping, 20, 20) is None
     assert editor.delete_at(mapping, 250, 250) == 0
     assert editor.drags == [((0.5, 0.9), (0.5, 0.9))] and editor.active == 0
+
+
+def test_server_key_from_text_or_key_file(tmp_path):
+    import zmq.auth
+
+    public_file, _ = zmq.auth.create_certificates(str(tmp_path), "server")
+    public, _ = zmq.auth.load_certificate(public_file)
+    assert job.resolve_server_key("") is None
+    assert job.resolve_server_key(f"  {public.decode()} ") == public.decode()
+    assert job.resolve_server_key(public_file) == public.decode()
+    with pytest.raises(job.ServerKeyError, match=r"40-character public key or a \.key file"):
+        job.resolve_server_key("too-short")
+    (tmp_path / "empty.key").write_text("metadata\n")
+    with pytest.raises(job.ServerKeyError, match="no public-key found"):
+        job.resolve_server_key(str(tmp_path / "empty.key"))
