@@ -173,6 +173,11 @@ class Trainer:
             load_sharded=(lambda f: acc.load_state(str(f))) if self.sharded else None,
         )
         self.step = state.step
+        if state.samples_seen != self.step * self.config.train.global_batch_size:
+            logger.warning(
+                "train.global_batch_size changed since %s (%d samples in %d steps): the data order of an "
+                "uninterrupted run is not reproduced", folder, state.samples_seen, self.step,
+            )
         if acc.is_main_process:
             logger.info("resumed from %s at step %d", folder, self.step)
 
