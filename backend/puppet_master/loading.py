@@ -22,8 +22,14 @@ from puppet_master.image_prep import FRAME_SIZE
 
 logger = logging.getLogger(__name__)
 
-#: the sub-folders of a Stable Video Diffusion img2vid folder (diffusers layout) that we use
-SVD_PARTS = ("vae", "image_encoder", "feature_extractor", "scheduler", "unet")
+#: the sub-folders of a Stable Video Diffusion img2vid folder (diffusers layout) we use, and their config files
+SVD_PARTS = {
+    "vae": "config.json",
+    "image_encoder": "config.json",
+    "feature_extractor": "preprocessor_config.json",
+    "scheduler": "scheduler_config.json",
+    "unet": "config.json",
+}
 _DTYPES = {
     "float32": torch.float32, "fp32": torch.float32,
     "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
@@ -79,10 +85,7 @@ def check_svd_folder(svd: str | PathLike) -> Path:
     folder = Path(svd).expanduser()
     if not folder.is_dir():
         raise ModelLoadError(f"SVD folder {folder} does not exist (expected stable-video-diffusion-img2vid in diffusers layout)")
-    for part in SVD_PARTS:
-        config = "preprocessor_config.json" if part == "feature_extractor" else (
-            "scheduler_config.json" if part == "scheduler" else "config.json"
-        )
+    for part, config in SVD_PARTS.items():
         _require(folder / part / config, f"the {part} of Stable Video Diffusion img2vid (diffusers layout)")
     return folder
 
