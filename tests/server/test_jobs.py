@@ -54,6 +54,7 @@ def second_worker(server):
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_twenty_clients_at_once_on_two_workers(server, second_worker):
     clients = [server.client() for _ in range(20)]
     try:
@@ -109,7 +110,7 @@ def test_cancel_queued_and_running_jobs(server):
         assert record["state"] == protocol.CANCELLED_STATE
 
 
-def test_fetch_after_the_client_disconnected_mid_job(server):
+def test_fetch_after_the_client_disconnected_mid_job(server, tmp_path):
     with server.client() as first:
         job = _accepted(first)
     # the submitter is gone; the job still runs and another client can fetch it
@@ -130,6 +131,15 @@ def test_fetch_after_the_client_disconnected_mid_job(server):
         third.fetch("0" * 32)
         unknown = third.wait_for(lambda e: isinstance(e, pm.RequestFailed), 10)
         assert unknown.code == protocol.UNKNOWN_JOB
+    # `submit --job` fetches it too and writes what `generate` writes
+    out = subprocess.run([sys.executable, "-m", "puppet_master", "submit", "--endpoint", server.endpoint, "--job",
+                          job.job_id, "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == [f"frame_{i:04d}.png" for i in range(14)] + ["preview.gif", "settings.json"]
+    assert (tmp_path / "out" / "frame_0003.png").read_bytes() == answer.frames[3]
+    settings = json.loads((tmp_path / "out" / "settings.json").read_text())
+    assert settings["job"] == job.job_id and settings["seed"] == FAST.seed and "untrained" in settings["note"]
 
 
 def test_killed_worker_fails_its_job_within_the_heartbeat_timeout_and_the_next_job_succeeds(server):

@@ -166,9 +166,9 @@ class WorkerLoop:
     # --- jobs ----------------------------------------------------------------------------------
     def _start_job(self, message: protocol.Message) -> None:
         job_id = message.header["job"]
-        if self._job is not None:
+        if self._job is not None or (self._thread is not None and self._thread.is_alive()):
             self._send(protocol.ERROR, {"job": job_id, "code": protocol.INTERNAL,
-                                        "message": f"worker {self.info['id']} is busy with job {self._job}"})
+                                        "message": f"worker {self.info['id']} is still busy with another job"})
             return
         self._job = job_id
         self._cancel = threading.Event()
