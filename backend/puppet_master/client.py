@@ -44,6 +44,8 @@ from .protocol import JobSettings, ProtocolError
 
 log = logging.getLogger(__name__)
 
+MAX_MESSAGES_PER_POLL = 200  # one poll() returns after this many messages, so a UI timer stays short
+
 __all__ = [
     "Accepted", "Cancelled", "ConnectionLost", "ConnectionRestored", "Event", "GenerationClient", "JobError",
     "JobSettings", "JobState", "Pong", "Progress", "ProtocolError", "Rejected", "RequestFailed", "Result",
@@ -285,7 +287,9 @@ class GenerationClient:
             return []
         events: list[Event] = []
         wait = max(0, int(timeout_ms))
-        while self._socket.poll(wait, zmq.POLLIN):
+        for _ in range(MAX_MESSAGES_PER_POLL):
+            if not self._socket.poll(wait, zmq.POLLIN):
+                break
             wait = 0
             try:
                 frames = self._socket.recv_multipart(zmq.NOBLOCK)
