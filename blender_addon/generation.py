@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import bpy
 from bpy.app.handlers import persistent
 
-from . import job, preferences, reference, result_plane, results, runtime
+from . import job, job_journal, preferences, reference, result_plane, results, runtime
 from ._light import light_module
 
 drags_mod = light_module("drags")
@@ -104,20 +105,36 @@ def cancel(scene: bpy.types.Scene) -> bool:
 def apply_snapshot(scene: bpy.types.Scene, snapshot: job.JobSnapshot) -> None:
     """Copy a job snapshot into the scene (saved with the .blend); on a result, save frames and build the plane."""
     props = scene.puppet_master
+    if snapshot.job_id and snapshot.job_id != props.job_id and snapshot.state in job.ACTIVE_STATES:
+        _journal(lambda root: job_journal.record(root, snapshot.job_id, scene.name, props.job_endpoint))
     if snapshot.job_id:
         props.job_id = snapshot.job_id
     props.job_progress = snapshot.progress
     props.job_status_text = snapshot.status
     props.job_error = snapshot.error
-    state = snapshot.state
+    state, retryable = snapshot.state, snapshot.retryable
     if state == job.DONE and snapshot.frames:
         try:
             finish(scene, snapshot)
-        except Exception as exc:  # the frames or the plane failed: keep the job, tell the artist
+        except Exception as exc:  # the frames or the plane failed: keep the job (Fetch retries), tell the artist
             log.exception("saving the result failed")
-            state = job.ERROR
+            state, retryable = job.ERROR, True
             props.job_error = f"Result received but could not be saved: {exc}"
     props.job_state = state
+    if snapshot.job_id and state in (job.DONE, job.CANCELLED, job.ERROR) and not retryable:
+        _journal(lambda root: job_journal.finish(root, snapshot.job_id))
+
+
+def journal_root() -> Path:
+    """The folder of the job journal: the output folder's root for this .blend."""
+    return results.result_folder(preferences.get().output_folder, bpy.data.filepath, "journal").parent
+
+
+def _journal(action) -> None:
+    try:
+        action(journal_root())
+    except OSError as exc:  # an unwritable folder must not break the job itself
+        log.warning("could not update the job journal: %s", exc)
 
 
 def finish(scene: bpy.types.Scene, snapshot: job.JobSnapshot) -> bpy.types.Object:
@@ -134,8 +151,14 @@ def on_load_post(*_args) -> None:
     """After opening a .blend: collect the results of jobs that were in flight when it was saved."""
     for scene in bpy.data.scenes:
         props = getattr(scene, "puppet_master", None)
-        if props is None or not props.job_id or props.job_state not in job.ACTIVE_STATES:
+        if props is None:
             continue
+        if not (props.job_id and props.job_state in job.ACTIVE_STATES):
+            # not saved since the job started (a crash?): the journal knows
+            entry = job_journal.latest_pending(journal_root(), scene.name)
+            if entry is None or (entry.job_id == props.job_id and props.job_state in (job.DONE, job.CANCELLED)):
+                continue
+            props.job_id, props.job_endpoint = entry.job_id, entry.endpoint
         try:
             attach(scene)
         except GenerateError as exc:

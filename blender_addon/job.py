@@ -56,6 +56,8 @@ class JobSnapshot:
     frames: list[bytes] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     preview_png: bytes | None = None
+    #: an ERROR caused by the connection (the job may still finish and be fetched later)
+    retryable: bool = False
 
     @property
     def active(self) -> bool:
@@ -134,7 +136,7 @@ class JobController:
         lost_for = 0.0 if self._lost_since is None else time.monotonic() - self._lost_since
         if lost_for > LOST_GIVE_UP_S and self.snapshot.active and self.snapshot.job_id:
             self._set(
-                state=ERROR,
+                state=ERROR, retryable=True,
                 error=f"Lost the backend at {self.endpoint} during job {self.snapshot.job_id[:8]}; the job id "
                 "is saved: use Fetch Result once the backend is back.",
             )
@@ -158,8 +160,10 @@ class JobController:
             if self._cancel_pending:
                 self.client.cancel(event.job_id)
         elif isinstance(event, c.Rejected) and event.req == self._request:
-            message = describe_backend_down(self.endpoint) if event.code == protocol.TIMEOUT else event.message
-            self._set(state=ERROR, error=f"Rejected: {message}", status="")
+            if event.code == protocol.TIMEOUT:
+                self._set(state=ERROR, error=describe_backend_down(self.endpoint), status="", retryable=True)
+            else:
+                self._set(state=ERROR, error=f"Rejected: {event.message}", status="")
         elif isinstance(event, c.JobState) and event.job_id == self.snapshot.job_id:
             new_state = RUNNING if event.state == protocol.RUNNING else QUEUED
             self._set(state=new_state, status=f"Job is {event.state}")
@@ -181,13 +185,13 @@ class JobController:
             if event.code == protocol.UNKNOWN_JOB and event.job_id == self.snapshot.job_id:
                 self._set(state=ERROR, error=f"The backend no longer knows job {self.snapshot.job_id[:8]}: {event.message}")
             elif event.code == protocol.TIMEOUT and state == FETCHING:
-                self._set(state=ERROR, error=describe_backend_down(self.endpoint))
+                self._set(state=ERROR, error=describe_backend_down(self.endpoint), retryable=True)
             elif event.code != protocol.JOB_FINISHED:
                 self._set(status=f"{event.message}")
         elif isinstance(event, c.ConnectionLost) and state in ACTIVE_STATES:
             self._lost_since = time.monotonic()
             if state in (SUBMITTING, FETCHING):
-                self._set(state=ERROR, error=describe_backend_down(self.endpoint), status="")
+                self._set(state=ERROR, error=describe_backend_down(self.endpoint), status="", retryable=True)
             else:
                 self._set(status=f"Backend not answering for {event.silent_s:.0f} s; waiting for it to come back...")
         elif isinstance(event, c.ConnectionRestored):

@@ -292,3 +292,36 @@ def test_curve_server_needs_the_public_key(addon_zip, tmp_path):
         server.wait(timeout=10)
     assert out["without_key"].startswith(f"No backend answers at {endpoint}")
     assert out["with_key"].startswith(f"Connected to {endpoint}")
+
+
+def test_crash_before_saving_loses_no_job(addon_zip, tiny_server, tmp_path):
+    """Blender dies right after the backend accepted a job, before the .blend was saved again:
+    reopening the file finds the job in the journal beside it and fetches the result."""
+    first = run_blender(
+        f"""
+        scene, cam, cube = setup_shot("{tiny_server}", steps=1)
+        blend = os.path.join(os.environ["PM_WORKDIR"], "crash.blend")
+        bpy.ops.wm.save_as_mainfile(filepath=blend)
+        bpy.ops.puppet_master.generate()
+        pump(scene, until=lambda props: bool(props.job_id))
+        emit(job_id=scene.puppet_master.job_id, blend=blend)
+        os._exit(3)  # a crash: no save, no clean shutdown
+        """,
+        addon_zip, tmp_path, setup=PUMP, check=False,
+    )
+    assert len(first["job_id"]) == 32
+    second = run_blender(
+        f"""
+        bpy.ops.wm.open_mainfile(filepath={first["blend"]!r})
+        scene = bpy.context.scene
+        after_open = (scene.puppet_master.job_state, scene.puppet_master.job_id)
+        pump(scene)
+        props = scene.puppet_master
+        emit(after_open=after_open, state=props.job_state, error=props.job_error, job_id=props.job_id,
+             frames=len(os.listdir(props.result_folder)) if props.result_folder else 0)
+        """,
+        addon_zip, tmp_path, setup=PUMP,
+    )
+    assert second["after_open"] == ["FETCHING", first["job_id"]]
+    assert second["state"] == "DONE", second["error"]
+    assert second["frames"] == 14

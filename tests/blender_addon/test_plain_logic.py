@@ -254,3 +254,23 @@ def test_server_key_from_text_or_key_file(tmp_path):
     (tmp_path / "empty.key").write_text("metadata\n")
     with pytest.raises(job.ServerKeyError, match="no public-key found"):
         job.resolve_server_key(str(tmp_path / "empty.key"))
+
+
+def test_job_journal_records_finishes_and_survives_damage(tmp_path):
+    from blender_addon import job_journal
+
+    root = tmp_path / "puppet_master"
+    assert job_journal.latest_pending(root, "Scene") is None
+    job_journal.record(root, "a" * 32, "Scene", "tcp://127.0.0.1:5555")
+    job_journal.record(root, "b" * 32, "Scene", "tcp://127.0.0.1:5555")
+    job_journal.record(root, "c" * 32, "Other", "tcp://127.0.0.1:5555")
+    assert job_journal.latest_pending(root, "Scene").job_id == "b" * 32
+    job_journal.finish(root, "b" * 32)
+    assert job_journal.latest_pending(root, "Scene").job_id == "a" * 32
+    job_journal.finish(root, "a" * 32)
+    assert job_journal.latest_pending(root, "Scene") is None
+    assert job_journal.latest_pending(root, "Other").endpoint == "tcp://127.0.0.1:5555"
+    (root / job_journal.JOURNAL_NAME).write_text("{broken")
+    assert job_journal.latest_pending(root, "Other") is None
+    job_journal.record(root, "d" * 32, "Other", "tcp://x:1")
+    assert job_journal.latest_pending(root, "Other").job_id == "d" * 32
