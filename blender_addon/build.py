@@ -26,9 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 ADDON_DIR = ROOT / "blender_addon"
 MANIFEST = ROOT / "blender_manifest.toml"
 LIGHT_SOURCE = ROOT / "backend" / "puppet_master"
-#: the light modules the add-on uses; ``cameras`` is optional (copied when present)
-LIGHT_REQUIRED = ("drags", "protocol", "client")
-LIGHT_OPTIONAL = ("cameras",)
+#: the light shared modules copied into the extension
+LIGHT_MODULES = ("drags", "protocol", "client", "cameras")
 LIGHT_PACKAGE = Path("vendor") / "puppet_master_light"
 DEFAULT_WHEEL_CACHE = ADDON_DIR / "wheels"
 #: seconds one ``pip download`` may take
@@ -124,12 +123,11 @@ def stage(staging: Path, wheel_files: list[Path]) -> None:
     (light / "__init__.py").write_text(
         '"""Byte-identical copies of puppet_master light modules (drags, protocol, client, cameras)."""\n'
     )
-    for name in LIGHT_REQUIRED + LIGHT_OPTIONAL:
+    for name in LIGHT_MODULES:
         source = LIGHT_SOURCE / f"{name}.py"
-        if source.exists():
-            shutil.copyfile(source, light / source.name)
-        elif name in LIGHT_REQUIRED:
+        if not source.exists():
             raise BuildError(f"light module {source} is missing")
+        shutil.copyfile(source, light / source.name)
 
 
 def run_cli(blender_ext: Path, *args: str) -> str:
