@@ -50,8 +50,9 @@ FAILED = "failed"  # header: req, code, message, optional job: a request (not a 
 # --- message types: broker <-> worker (the backend socket) -----------------------------------
 READY = "ready"  # worker -> broker: header: worker (dict: id, device, dtype, model, host, pid)
 JOB = "job"  # broker -> worker: header: job, drags, settings; frame 1: image PNG
-# the worker answers a JOB with PROGRESS*, then exactly one of RESULT, ERROR, CANCELLED; its RESULT
-# has "preview_gif": true and the animated preview (GIF bytes) as its last frame
+# the worker answers a JOB with PROGRESS*, then exactly one of RESULT, ERROR, CANCELLED; after a
+# RESULT it sends PREVIEW_GIF (header: job; frame 1: preview.gif bytes), off the result's path
+PREVIEW_GIF = "preview_gif"
 # broker -> worker CANCEL (header: job), UNLOAD (-> UNLOADED), SHUTDOWN (the worker exits);
 # worker -> broker SHUTDOWN: the worker is leaving (its running job, if any, fails with worker_lost)
 SHUTDOWN = "shutdown"
@@ -61,7 +62,7 @@ SERVER_TYPES = frozenset(
     {PONG, ACCEPTED, REJECTED, PROGRESS, RESULT, ERROR, CANCELLED, JOB_STATE, STATUS_REPLY, UNLOADED,
      FAILED, HEARTBEAT}
 )
-WORKER_TYPES = frozenset({READY, HEARTBEAT, PROGRESS, RESULT, ERROR, CANCELLED, UNLOADED, SHUTDOWN})
+WORKER_TYPES = frozenset({READY, HEARTBEAT, PROGRESS, RESULT, ERROR, CANCELLED, UNLOADED, SHUTDOWN, PREVIEW_GIF})
 BROKER_TO_WORKER_TYPES = frozenset({JOB, CANCEL, UNLOAD, HEARTBEAT, SHUTDOWN})
 
 # --- job states (JOB_STATE, STATUS_REPLY, the results index) ----------------------------------
@@ -239,8 +240,7 @@ _SCHEMAS: dict[str, tuple[dict[str, Any], dict[str, Any], int, int]] = {
     ACCEPTED: ({"req": str, "job": str, "position": int, "seq": int}, {}, 0, 0),
     REJECTED: ({"req": str, "code": str, "message": str}, {}, 0, 0),
     PROGRESS: ({"job": str, "step": int, "total": int}, {"eta_s": _NUMBER, "elapsed_s": _NUMBER}, 0, 1),
-    RESULT: ({"job": str, "settings": dict}, {"req": str, "drags": list, "info": dict, "preview_gif": bool}, 1,
-             MAX_RESULT_FRAMES + 1),
+    RESULT: ({"job": str, "settings": dict}, {"req": str, "drags": list, "info": dict}, 1, MAX_RESULT_FRAMES),
     ERROR: ({"job": str, "code": str, "message": str}, {"req": str}, 0, 0),
     CANCELLED: ({"job": str}, {"req": str}, 0, 0),
     JOB_STATE: ({"req": str, "job": str, "state": str}, {"position": int}, 0, 0),
@@ -249,6 +249,7 @@ _SCHEMAS: dict[str, tuple[dict[str, Any], dict[str, Any], int, int]] = {
     FAILED: ({"req": str, "code": str, "message": str}, {"job": str}, 0, 0),
     READY: ({"worker": dict}, {}, 0, 0),
     JOB: ({"job": str, "drags": list, "settings": dict}, {}, 1, 1),
+    PREVIEW_GIF: ({"job": str}, {}, 1, 1),
     SHUTDOWN: ({}, {}, 0, 0),
 }
 

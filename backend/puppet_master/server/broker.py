@@ -272,6 +272,11 @@ class Broker:
         if message.type == protocol.SHUTDOWN:
             self._lose_worker(worker, "it stopped")
             return
+        if message.type == protocol.PREVIEW_GIF:
+            record = self.store.load(message.header["job"]) or {}
+            if record.get("state") == protocol.DONE and record.get("worker") == worker.info.get("id"):
+                self.store.save_preview(record["job"], message.blobs[0])
+            return
         job = self.running.get(message.get("job")) if message.get("job") else None
         if message.type in (protocol.PROGRESS, protocol.RESULT, protocol.ERROR, protocol.CANCELLED) and (
             job is None or job.worker != identity
@@ -301,10 +306,8 @@ class Broker:
         info = {**(message.header.get("info") or {}), "worker": worker.info.get("id"), "seq": job.seq,
                 "start_index": job.start_index, "queue_s": (job.started_at or 0) - job.accepted_at,
                 "run_s": time.monotonic() - (job.started_at or time.monotonic())}
-        frames = message.blobs[:-1] if message.get("preview_gif") else message.blobs
-        preview = message.blobs[-1] if message.get("preview_gif") and len(message.blobs) > 1 else None
-        record = self.store.save_result(job.id, frames, {**settings, "drags": job.drags, "job": job.id},
-                                        preview, info=info)
+        frames = message.blobs
+        record = self.store.save_result(job.id, frames, {**settings, "drags": job.drags, "job": job.id}, info=info)
         self.running.pop(job.id, None)
         fields = self._result_fields(record or {"job": job.id, "info": info}, None)
         fields["settings"] = settings

@@ -93,6 +93,10 @@ class ResultStore:
         write_json_atomic(folder / "settings.json", settings)
         return self.update(job_id, state=protocol.DONE, finished=time.time(), frames=len(frames_png), **fields)
 
+    def save_preview(self, job_id: str, preview_gif: bytes) -> None:
+        """Write a finished job's ``preview.gif`` (it arrives just after the result)."""
+        (self.job_dir(job_id) / PREVIEW_NAME).write_bytes(preview_gif)
+
     def result_frames(self, job_id: str) -> list[bytes]:
         record = self.load(job_id) or {}
         folder = self.job_dir(job_id)

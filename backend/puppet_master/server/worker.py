@@ -62,6 +62,7 @@ class WorkerLoop:
         self._unload_after_job = False
         self._reconnects = 0
         self._shutdown_requested = False
+        self._waiting_job: protocol.Message | None = None  # a JOB taken while the last preview is made
 
     def load(self) -> None:
         """Load the model now (before READY, so a broken model fails at start)."""
@@ -85,6 +86,8 @@ class WorkerLoop:
                 if self._socket in ready:
                     self._on_broker()
                 self._housekeeping()
+                if self._waiting_job is not None and not self._thread.is_alive():
+                    self._start_thread(self._waiting_job)
                 if self._shutdown_requested:
                     log.info("the broker asked this worker to stop")
                     break
@@ -130,7 +133,11 @@ class WorkerLoop:
         if message.type == protocol.JOB:
             self._start_job(message)
         elif message.type == protocol.CANCEL and message.header["job"] == self._job:
-            self._cancel.set()
+            if self._waiting_job is not None:  # not started yet
+                self._waiting_job = self._job = None
+                self._send(protocol.CANCELLED, {"job": message.header["job"]})
+            else:
+                self._cancel.set()
         elif message.type == protocol.UNLOAD:
             if self._job is None:
                 self._unload()
@@ -152,7 +159,7 @@ class WorkerLoop:
             if self._thread is not None:
                 self._thread.join(timeout=60)
             self._forward_events()
-            self._job = None
+            self._job = self._waiting_job = None
             self._socket.close(linger=0)
             time.sleep(RECONNECT_BACKOFF_S[min(self._reconnects, len(RECONNECT_BACKOFF_S) - 1)])
             self._reconnects += 1
@@ -166,11 +173,19 @@ class WorkerLoop:
     # --- jobs ----------------------------------------------------------------------------------
     def _start_job(self, message: protocol.Message) -> None:
         job_id = message.header["job"]
-        if self._job is not None or (self._thread is not None and self._thread.is_alive()):
+        if self._job is not None or self._waiting_job is not None:
             self._send(protocol.ERROR, {"job": job_id, "code": protocol.INTERNAL,
                                         "message": f"worker {self.info['id']} is still busy with another job"})
             return
         self._job = job_id
+        if self._thread is not None and self._thread.is_alive():  # finishing the last job's preview
+            self._waiting_job = message
+            return
+        self._start_thread(message)
+
+    def _start_thread(self, message: protocol.Message) -> None:
+        job_id = message.header["job"]
+        self._waiting_job = None
         self._cancel = threading.Event()
         self._thread = threading.Thread(
             target=self._generate, args=(job_id, message, self._cancel), name=f"job-{job_id[:8]}", daemon=True
@@ -197,8 +212,9 @@ class WorkerLoop:
                                         on_progress=on_progress, cancel=cancel)
             info = {"model_s": result.model_s, "model": self.info.get("model"),
                     "untrained": bool(self.info.get("untrained"))}
-            emit(protocol.RESULT, {"settings": result.settings, "info": info, "preview_gif": True},
-                 [*result.frames_png, generation.preview_gif(result.frames_png, drags)])
+            emit(protocol.RESULT, {"settings": result.settings, "info": info}, result.frames_png)
+            # the preview is for the results folder only: made after the client has its frames
+            emit(protocol.PREVIEW_GIF, {}, [generation.preview_gif(result.frames_png, drags)])
         except generation.JobCancelledError:
             emit(protocol.CANCELLED, {})
         except ProtocolError as exc:
