@@ -39,6 +39,10 @@ def scene_shapes(scene, mapping) -> list[overlay_geometry.ArrowShape]:
     return overlay_geometry.arrow_shapes(mapping, [(tuple(d.start), tuple(d.end)) for d in scene.puppet_master.drags])
 
 
+def _xyz(points) -> list[tuple[float, float, float]]:
+    return [(float(x), float(y), 0.0) for x, y in points]
+
+
 def _draw() -> None:
     import blf
     import gpu
@@ -52,29 +56,35 @@ def _draw() -> None:
     if mapping is None:
         return
     props = scene.puppet_master
-    shader = gpu.shader.from_builtin("UNIFORM_COLOR")
+    # wide lines need the polyline shader (plain line width is not supported on every GPU backend)
+    lines = gpu.shader.from_builtin("POLYLINE_UNIFORM_COLOR")
+    lines.uniform_float("viewportSize", gpu.state.viewport_get()[2:])
+    lines.uniform_float("lineWidth", 2.0)
+    fill = gpu.shader.from_builtin("UNIFORM_COLOR")
     gpu.state.blend_set("ALPHA")
-    gpu.state.line_width_set(2.0)
-    square = [mapping.to_region(x, y) for x, y in ((0, 0), (1, 0), (1, 1), (0, 1))]
-    frame_lines = [p for i in range(4) for p in (square[i], square[(i + 1) % 4])]
+
+    def draw_lines(points, colour):
+        lines.uniform_float("color", colour)
+        batch_for_shader(lines, "LINES", {"pos": _xyz(points)}).draw(lines)
+
+    def draw_tris(points, colour):
+        fill.uniform_float("color", colour)
+        batch_for_shader(fill, "TRIS", {"pos": _xyz(points)}).draw(fill)
+
     if props.reference_note:  # non-square render: outline the square the model sees
-        shader.uniform_float("color", FRAME_COLOUR)
-        batch_for_shader(shader, "LINES", {"pos": frame_lines}).draw(shader)
+        square = [mapping.to_region(x, y) for x, y in ((0, 0), (1, 0), (1, 1), (0, 1))]
+        draw_lines([p for i in range(4) for p in (square[i], square[(i + 1) % 4])], FRAME_COLOUR)
     for shape in scene_shapes(scene, mapping):
         colour = ACTIVE_COLOUR if shape.index == props.active_drag else DRAG_COLOUR
-        shader.uniform_float("color", colour)
-        batch_for_shader(shader, "LINES", {"pos": [shape.start, shape.end]}).draw(shader)
-        batch_for_shader(shader, "TRIS", {"pos": list(shape.head)}).draw(shader)
+        draw_lines([shape.start, shape.end], colour)
+        draw_tris(shape.head, colour)
         for centre, handle_colour in ((shape.start, START_COLOUR), (shape.end, colour)):
             ring = overlay_geometry.circle_points(centre)
-            tris = [p for i in range(len(ring)) for p in (centre, ring[i], ring[(i + 1) % len(ring)])]
-            shader.uniform_float("color", handle_colour)
-            batch_for_shader(shader, "TRIS", {"pos": tris}).draw(shader)
+            draw_tris([p for i in range(len(ring)) for p in (centre, ring[i], ring[(i + 1) % len(ring)])], handle_colour)
         blf.size(0, 14)
         blf.color(0, *colour)
         blf.position(0, shape.label_position[0], shape.label_position[1], 0)
         blf.draw(0, shape.label)
-    gpu.state.line_width_set(1.0)
     gpu.state.blend_set("NONE")
 
 
