@@ -115,37 +115,21 @@ class PUPPET_OT_generate(bpy.types.Operator):
     def execute(self, context):
         return {"FINISHED"} if self._start(context) else {"CANCELLED"}
 
-    def invoke(self, context, event):
-        if not self._start(context):
-            return {"CANCELLED"}
-        self._scene = context.scene.name
-        context.window_manager.modal_handler_add(self)
-        return {"RUNNING_MODAL"}
-
-    def modal(self, context, event):
-        if self._scene not in runtime.STATE.controllers:
-            props = bpy.data.scenes[self._scene].puppet_master if self._scene in bpy.data.scenes else None
-            if props is not None and props.job_state == job.ERROR:
-                self.report({"ERROR"}, props.job_error)
-            elif props is not None and props.job_state == job.DONE:
-                self.report({"INFO"}, f"Puppet-Master: result saved to {props.result_folder}")
-            return {"FINISHED"}
-        if event.type == "ESC" and event.value == "PRESS":
-            generation.cancel(bpy.data.scenes[self._scene])
-            self.report({"INFO"}, "Cancelling the Puppet-Master job")
-        return {"PASS_THROUGH"}
-
 
 class PUPPET_OT_cancel(bpy.types.Operator):
-    """Cancel the running job"""
+    """Cancel the running Puppet-Master job (Esc)"""
 
     bl_idname = "puppet_master.cancel"
     bl_label = "Cancel"
 
+    @classmethod
+    def poll(cls, context):
+        # only while a job runs, so that Esc keeps its usual meaning otherwise
+        return context.scene is not None and context.scene.name in runtime.STATE.controllers
+
     def execute(self, context):
-        if not generation.cancel(context.scene):
-            self.report({"WARNING"}, "no job is running")
-            return {"CANCELLED"}
+        generation.cancel(context.scene)
+        self.report({"INFO"}, "Cancelling the Puppet-Master job")
         return {"FINISHED"}
 
 
@@ -237,3 +221,23 @@ classes = (
     PUPPET_OT_backend_start,
     PUPPET_OT_backend_stop,
 )
+
+
+#: (keymap name, space type) where Esc cancels a running job
+ESC_KEYMAPS = (("3D View", "VIEW_3D"), ("Window", "EMPTY"))
+_keymap_items: list = []
+
+
+def register() -> None:
+    keyconfig = bpy.context.window_manager.keyconfigs.addon
+    if keyconfig is None:  # background mode has no add-on keyconfig
+        return
+    for name, space in ESC_KEYMAPS:
+        keymap = keyconfig.keymaps.new(name=name, space_type=space)
+        _keymap_items.append((keymap, keymap.keymap_items.new(PUPPET_OT_cancel.bl_idname, "ESC", "PRESS")))
+
+
+def unregister() -> None:
+    for keymap, item in _keymap_items:
+        keymap.keymap_items.remove(item)
+    _keymap_items.clear()

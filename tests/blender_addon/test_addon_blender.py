@@ -64,6 +64,8 @@ def test_install_enable_and_register_twice(addon_zip, tmp_path):
                 "generate_op": hasattr(bpy.types, "PUPPET_MASTER_OT_generate"),
                 "panel": hasattr(bpy.types, "PUPPET_PT_main"),
                 "load_post": sum(getattr(h, "__module__", "").startswith(ADDON) for h in bpy.app.handlers.load_post),
+                "esc_keys": sum(item.idname == "puppet_master.cancel" and item.type == "ESC"
+                                for km in bpy.context.window_manager.keyconfigs.addon.keymaps for item in km.keymap_items),
             }
         state.append(snapshot())
         for _ in range(2):
@@ -78,8 +80,8 @@ def test_install_enable_and_register_twice(addon_zip, tmp_path):
         """,
         addon_zip, tmp_path,
     )
-    on = {"scene_prop": True, "generate_op": True, "panel": True, "load_post": 1}
-    off = {"scene_prop": False, "generate_op": False, "panel": False, "load_post": 0}
+    on = {"scene_prop": True, "generate_op": True, "panel": True, "load_post": 1, "esc_keys": 2}
+    off = {"scene_prop": False, "generate_op": False, "panel": False, "load_post": 0, "esc_keys": 0}
     assert out["state"] == [on, off, on, off, on]
     assert out["vendored"] and "vendor/puppet_master_light/drags.py" in out["drags_file"]
     assert out["wheel_installed"], "Blender did not install the bundled pyzmq wheel"
@@ -244,7 +246,9 @@ def test_generate_with_backend_down_reports_a_clear_error(addon_zip, tmp_path):
         second_error = scene.puppet_master.job_error
         scene.puppet_master.reference_size = 64
         bpy.ops.puppet_master.render_reference()
+        cancel_before = bpy.ops.puppet_master.cancel.poll()
         result = list(bpy.ops.puppet_master.generate())
+        cancel_during = bpy.ops.puppet_master.cancel.poll()  # Esc cancels only while a job runs
         states, ticks = [], []
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -257,7 +261,8 @@ def test_generate_with_backend_down_reports_a_clear_error(addon_zip, tmp_path):
             time.sleep(0.05)
         emit(no_drags=no_drags, first_error=first_error, no_ref=no_ref, second_error=second_error,
              reports=[no_drags_report, no_ref_report], result=result, state=scene.puppet_master.job_state, error=scene.puppet_master.job_error,
-             ticks=sorted(ticks), active=len(runtime.STATE.controllers), first_state=states[0])
+             ticks=sorted(ticks), active=len(runtime.STATE.controllers), first_state=states[0],
+             cancel_polls=[cancel_before, cancel_during, bpy.ops.puppet_master.cancel.poll()])
         """,
         addon_zip, tmp_path,
     )
@@ -267,6 +272,7 @@ def test_generate_with_backend_down_reports_a_clear_error(addon_zip, tmp_path):
     assert out["result"] == ["FINISHED"] and out["first_state"] == "SUBMITTING"
     assert out["state"] == "ERROR" and f"No backend answers at {endpoint}" in out["error"]
     assert out["active"] == 0
+    assert out["cancel_polls"] == [False, True, False]
     ticks = out["ticks"]  # wall times on a shared CPU: the median is the work, the max catches blocking
     assert ticks[len(ticks) // 2] < 0.005 and ticks[-1] < 0.5, ticks
 
