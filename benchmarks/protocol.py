@@ -156,8 +156,14 @@ def bench_jobs(results: Path, jobs: int, fetches: int) -> tuple[list[float], lis
                 result = c.wait_for(lambda e: isinstance(e, pm.Result | pm.JobError), START_TIMEOUT_S)
                 total = time.perf_counter() - start
                 assert isinstance(result, pm.Result), result
-                overheads.append(total - result.info["model_s"])
-                model_times.append(result.info["model_s"])
+                info = result.info
+                overheads.append(total - info["model_s"])
+                model_times.append(info["model_s"])
+                print(f"  job: total {total * 1000:.0f} ms = model {info['model_s'] * 1000:.0f} ms + PNG encode "
+                      f"{info.get('encode_s', 0) * 1000:.0f} ms + worker-side rest "
+                      f"{(info['run_s'] - info['model_s'] - info.get('encode_s', 0)) * 1000:.0f} ms + queue "
+                      f"{info['queue_s'] * 1000:.0f} ms + submit/transfer "
+                      f"{(total - info['run_s'] - info['queue_s']) * 1000:.0f} ms")
                 size = sum(len(f) for f in result.frames)
             for _ in range(fetches):
                 start = time.perf_counter()
@@ -182,6 +188,7 @@ def main() -> None:
         base = summary(baseline_req_rep(args.pings))
         ping_s, accept_s = bench_broker(Path(tmp) / "a", args.pings, args.submits)
         ping, accept = summary(ping_s), summary(accept_s)
+        print("real tiny jobs (1 step, 14 frames of 256x256):")
         overheads, model_times, fetch_s, size = bench_jobs(Path(tmp) / "b", args.jobs, args.fetches)
         fetch, over = summary(fetch_s), summary(overheads)
     print(f"baseline REQ/REP echo (2 processes): p50 {base['p50']:.3f} ms, p99 {base['p99']:.3f} ms")

@@ -134,11 +134,11 @@ class DragContext:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Adaptive norm ``h * (1 + scale) + shift``, and the context [image token, drag tokens]."""
         encoding, position = self._inputs(*hidden_states.shape[-2:], hidden_states.dtype)
-        modulation = embedder(encoding)
-        if self.inverse is not None:
-            modulation = modulation[self.inverse]
-        scale, shift = modulation.chunk(2, dim=1)
-        hidden_states = torch.addcmul(shift, hidden_states, 1 + scale)
+        scale, shift = embedder(encoding).chunk(2, dim=1)
+        scale = 1 + scale
+        if self.inverse is not None:  # one row per distinct encoding -> one per frame
+            scale, shift = scale[self.inverse], shift[self.inverse]
+        hidden_states = torch.addcmul(shift, hidden_states, scale)
 
         # one token per drag from [feature at start, feature at current point, their positions]
         features = sample_at_points(hidden_states.detach(), self.points)  # (B*N, 2K, C)

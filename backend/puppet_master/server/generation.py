@@ -30,7 +30,10 @@ class JobCancelledError(Exception):
 class GenerationResult:
     frames_png: list[bytes]
     settings: dict[str, Any]
+    #: seconds inside the pipeline call (image preparation, denoising, VAE decode)
     model_s: float
+    #: seconds encoding the frames as PNG
+    encode_s: float
 
 
 def decode_image(png: bytes) -> Any:
@@ -141,6 +144,7 @@ def run_job(
         raise JobCancelledError() from None
 
     # 4. encode the frames
+    model_s = time.monotonic() - started
     frames = [encode_png(frame) for frame in output.frames[0]]
     used = {**settings.to_json(), "seed": seed}
-    return GenerationResult(frames, used, time.monotonic() - started)
+    return GenerationResult(frames, used, model_s, time.monotonic() - started - model_s)

@@ -210,11 +210,12 @@ class WorkerLoop:
             self.load()
             result = generation.run_job(self.pipe, message.blobs[0], drags, settings,
                                         on_progress=on_progress, cancel=cancel)
-            info = {"model_s": result.model_s, "model": self.info.get("model"),
+            info = {"model_s": result.model_s, "encode_s": result.encode_s, "model": self.info.get("model"),
                     "untrained": bool(self.info.get("untrained"))}
             emit(protocol.RESULT, {"settings": result.settings, "info": info}, result.frames_png)
-            # the preview is for the results folder only: made after the client has its frames
-            emit(protocol.PREVIEW_GIF, {}, [generation.preview_gif(result.frames_png, drags)])
+            # the results folder's preview.gif: made beside the next job, off every job's latency
+            threading.Thread(target=self._make_preview, args=(job_id, result.frames_png, drags),
+                             name=f"preview-{job_id[:8]}", daemon=True).start()
         except generation.JobCancelledError:
             emit(protocol.CANCELLED, {})
         except ProtocolError as exc:
@@ -222,6 +223,18 @@ class WorkerLoop:
         except Exception as exc:
             log.exception("job %s failed", job_id)
             emit(protocol.ERROR, {"code": protocol.GENERATION_FAILED, "message": f"{type(exc).__name__}: {exc}"})
+        finally:
+            out.close()
+
+    def _make_preview(self, job_id: str, frames_png: list[bytes], drags: list[dict[str, list[float]]]) -> None:
+        out = self._context.socket(zmq.PUSH)
+        out.setsockopt(zmq.LINGER, 1000)
+        out.connect(self._events_endpoint)
+        try:
+            gif = generation.preview_gif(frames_png, drags)
+            out.send_multipart(protocol.encode(protocol.PREVIEW_GIF, {"job": job_id}, [gif]))
+        except Exception:
+            log.exception("job %s: could not make preview.gif", job_id)
         finally:
             out.close()
 
