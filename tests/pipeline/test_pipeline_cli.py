@@ -7,6 +7,7 @@ import json
 import pytest
 from PIL import Image
 
+from puppet_master import paths
 from puppet_master.cli import main
 
 
@@ -61,7 +62,9 @@ def test_bad_drags_fail_before_loading_a_model(image_path, tmp_path, capsys, dra
     assert not (tmp_path / "out").exists()
 
 
-def test_model_options_are_checked(image_path, tmp_path, capsys):
+def test_model_options_are_checked(image_path, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("PUPPET_MASTER_MODEL", raising=False)
+    monkeypatch.setattr(paths, "BUNDLED_WEIGHTS_DIR", tmp_path / "no-bundled-weights")
     base = ["generate", "--image", str(image_path), "--out", str(tmp_path / "out"), "--drag", "0.5,0.5:0.6,0.5"]
     assert main(base) == 1
     assert "no model given" in capsys.readouterr().err

@@ -11,6 +11,7 @@ import torch
 from conftest import DRAG_A, generate
 from safetensors.torch import save_file
 
+from puppet_master import paths
 from puppet_master.cli import main
 from puppet_master.loading import ModelLoadError, load_pipeline, resolve_dtype
 from puppet_master.pipeline import PuppetMasterPipeline
@@ -151,6 +152,7 @@ def test_convert_reads_the_configuration_stored_in_a_checkpoint(svd_folder, tmp_
 def test_load_pipeline_sources(saved_tiny, tmp_path, monkeypatch):
     monkeypatch.delenv("PUPPET_MASTER_MODEL", raising=False)
     monkeypatch.setenv("PUPPET_MASTER_HOME", str(tmp_path))
+    monkeypatch.setattr(paths, "BUNDLED_WEIGHTS_DIR", tmp_path / "no-bundled-weights")
     with pytest.raises(ModelLoadError, match=r"--model DIR.*--svd DIR --checkpoint.*--tiny"):
         load_pipeline()
     with pytest.raises(ModelLoadError, match="not model and tiny"):
@@ -164,6 +166,10 @@ def test_load_pipeline_sources(saved_tiny, tmp_path, monkeypatch):
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "mine").symlink_to(saved_tiny)
     assert load_pipeline("mine", device="cpu").config.untrained is True
+    # the default: $PUPPET_MASTER_MODEL, else the bundled weights (the trained tiny model, once shipped)
+    monkeypatch.setattr(paths, "BUNDLED_WEIGHTS_DIR", saved_tiny)
+    assert load_pipeline(device="cpu").config.untrained is True
+    monkeypatch.setattr(paths, "BUNDLED_WEIGHTS_DIR", tmp_path / "no-bundled-weights")
     monkeypatch.setenv("PUPPET_MASTER_MODEL", str(saved_tiny))
     assert load_pipeline(device="cpu").unet.config.cross_attention_dim == 32
 
