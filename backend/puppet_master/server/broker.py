@@ -307,13 +307,13 @@ class Broker:
                 "start_index": job.start_index, "queue_s": (job.started_at or 0) - job.accepted_at,
                 "run_s": time.monotonic() - (job.started_at or time.monotonic())}
         frames = message.blobs
-        record = self.store.save_result(job.id, frames, {**settings, "drags": job.drags, "job": job.id}, info=info)
         self.running.pop(job.id, None)
-        fields = self._result_fields(record or {"job": job.id, "info": info}, None)
-        fields["settings"] = settings
+        # the watchers first (the frames are in hand), then the results folder: this thread handles
+        # nothing else in between, so a fetch always finds the job written
+        fields = {"job": job.id, "settings": settings, "drags": job.drags, "info": info}
         for watcher in job.watchers:
-            req = job.cancel_reqs.get(watcher)
-            self._send_client(watcher, protocol.RESULT, {**fields, "req": req}, frames)
+            self._send_client(watcher, protocol.RESULT, {**fields, "req": job.cancel_reqs.get(watcher)}, frames)
+        self.store.save_result(job.id, frames, {**settings, "drags": job.drags, "job": job.id}, info=info)
         log.info("job %s done by %s", job.id, worker.info.get("id"))
 
     def _result_fields(self, record: dict[str, Any], req: str | None) -> dict[str, Any]:
