@@ -3,7 +3,8 @@
 Each configuration runs in its own process (so peak memory is its own), after one warm-up call:
 - ``batched``: the default, the guidance pair [uncond, cond] in one U-Net batch;
 - ``sequential``: the baseline, the two guidance branches one after the other (``batch_guidance=False``);
-- ``no-guidance``: guidance weight 1 everywhere, the conditional branch alone (a lower bound).
+- ``no-guidance``: guidance weight 1 everywhere, the conditional branch alone (a lower bound);
+- ``chunked-decode``: the default with ``decode_chunk_size=2`` (the VAE decoder's peak memory).
 
 Seconds per video (median of the repeats) and peak memory (CPU: the process's peak resident set
 size, and its rise above the loaded model; CUDA: ``torch.cuda.max_memory_allocated``), with ratios
@@ -26,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-CONFIGS = ("batched", "sequential", "no-guidance")
+CONFIGS = ("batched", "sequential", "no-guidance", "chunked-decode")
 
 
 def _rss_mb() -> float:
@@ -82,7 +83,8 @@ def worker(args: argparse.Namespace) -> dict:
 
     def run(steps: int) -> None:
         pipe(image, drags, num_inference_steps=steps, min_guidance_scale=guidance[0], max_guidance_scale=guidance[1],
-             generator=torch.Generator().manual_seed(0), output_type="np")
+             generator=torch.Generator().manual_seed(0), output_type="np",
+             decode_chunk_size=2 if args.worker == "chunked-decode" else None)
         if device.type == "cuda":
             torch.cuda.synchronize()
 
