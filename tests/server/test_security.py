@@ -87,3 +87,15 @@ def test_keys_cli_and_key_loading(tmp_path):
         security.load_secret(tmp_path / "server.key")
     with pytest.raises(security.SecurityError):
         security.load_public("not a key")
+
+
+def test_serve_starts_workers_with_its_model_options():
+    from puppet_master.cli import build_parser
+    from puppet_master.cli.serve import model_option_argv
+
+    args = build_parser().parse_args(["serve", "--tiny", "--dtype", "float32", "--device", "cpu", "--workers", "2"])
+    argv = model_option_argv(args)
+    assert argv[argv.index("--dtype") + 1] == "float32" and argv[argv.index("--device") + 1] == "cpu"
+    assert "--tiny" in argv and "--workers" not in argv
+    worker_args = build_parser().parse_args(["worker", "--connect", "tcp://127.0.0.1:1", *argv])
+    assert (worker_args.tiny, worker_args.dtype, worker_args.device) == (True, "float32", "cpu")
