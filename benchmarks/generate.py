@@ -114,6 +114,14 @@ def worker(args: argparse.Namespace) -> dict:
     return result
 
 
+def _worker_argv(args: argparse.Namespace, config: str) -> list[str]:
+    argv = ["--steps", str(args.steps), "--repeats", str(args.repeats), "--worker", config]
+    for name in ("model", "svd", "checkpoint", "device", "dtype"):
+        if getattr(args, name):
+            argv += [f"--{name}", getattr(args, name)]
+    return [*argv, "--full-random"] if args.full_random else argv
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=2, help="denoising steps per video (the paper: 50)")
@@ -136,8 +144,7 @@ def main() -> None:
     for config in args.configs.split(","):
         if config not in CONFIGS:
             parser.error(f"unknown configuration {config!r}; choose from {CONFIGS}")
-        argv = [a for a in sys.argv[1:] if not a.startswith("--configs")]
-        proc = subprocess.run([sys.executable, __file__, *argv, "--worker", config],
+        proc = subprocess.run([sys.executable, __file__, *_worker_argv(args, config)],
                               capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             sys.exit(f"{config} failed:\n{proc.stderr[-3000:]}")
