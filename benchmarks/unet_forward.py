@@ -10,21 +10,18 @@ drag encoding. Both run on the same weights and inputs in the same process; outp
     python benchmarks/unet_forward.py --device cuda --dtype bf16 --configs full
 
 Batch 2 = the CFG batch (sample 0 with 3 drags, sample 1 the unconditional branch: zero drags).
-Each variant runs in its own fresh process (same seed, same weights and inputs), one after the
-other: peak memory is the growth of the peak resident set (CPU, kernel-tracked) or of the CUDA
-allocator's peak during the first forward; time is the fastest of the timed forwards.
+Time: both variants on the same model in this process, alternately, the fastest forward of each.
+Peak memory: one forward per variant in a fresh process (same seed, weights and inputs): growth of
+the peak resident set (CPU, VmHWM, kernel-tracked, so allocator caching counts) or of the CUDA
+allocator's peak.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import resource
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import torch
 
@@ -40,6 +37,7 @@ SMALL = {
     "layers_per_block": 1,
 }
 CONFIGS = {"small": SMALL, "full": {}}
+VARIANTS = ("straightforward", "ours")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -77,7 +75,12 @@ def inputs(model: PuppetMasterUNet, batch: int, frames: int, size: int, device, 
 
 
 def _peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    """This process's peak resident set (VmHWM; unlike ru_maxrss it does not inherit the parent's)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status (peak memory on CPU needs Linux)")
 
 
 def set_variant(model: PuppetMasterUNet, straightforward: bool) -> None:
@@ -86,43 +89,53 @@ def set_variant(model: PuppetMasterUNet, straightforward: bool) -> None:
     model.share_identical_drag_maps = not straightforward
 
 
-def worker(args: argparse.Namespace) -> None:
-    """One variant in this process: time, peak memory growth, output saved for comparison."""
-    device = torch.device(args.device)
-    dtype = DTYPES[args.dtype]
-    model = build(CONFIGS[args.config], device, dtype)
-    tensors = inputs(model, args.batch, args.frames, args.size, device, dtype)
-    set_variant(model, args.variant == "straightforward")
-    cuda = device.type == "cuda"
-    times = []
+def time_interleaved(model, tensors, warmup: int, repeats: int) -> dict[str, tuple[float, torch.Tensor]]:
+    """Fastest forward of each variant, run alternately so that load from other processes hits both
+    alike, and each variant's output. Ours goes first: a cold start (no warm-up) counts against it."""
+    cuda = tensors["sample"].device.type == "cuda"
+    best, outputs = {v: float("inf") for v in VARIANTS}, {}
     with torch.no_grad():
-        for step in range(args.warmup + args.repeats):
-            if cuda:
-                torch.cuda.synchronize()
-                torch.cuda.reset_peak_memory_stats()
-            before = torch.cuda.memory_allocated() if cuda else _peak_rss_bytes()
-            start = time.perf_counter()
-            out = model(**tensors).sample
-            if cuda:
-                torch.cuda.synchronize()
-            elapsed = time.perf_counter() - start
-            if step == 0:
-                peak = (torch.cuda.max_memory_allocated() if cuda else _peak_rss_bytes()) - before
-            if step >= args.warmup:
-                times.append(elapsed)
-    torch.save(out.float().cpu(), args.output)
-    print(json.dumps({"seconds": min(times), "peak_bytes": peak}))
+        for step in range(warmup + repeats):
+            for variant in reversed(VARIANTS):
+                set_variant(model, variant == "straightforward")
+                if cuda:
+                    torch.cuda.synchronize()
+                start = time.perf_counter()
+                out = model(**tensors).sample
+                if cuda:
+                    torch.cuda.synchronize()
+                if step >= warmup:
+                    best[variant] = min(best[variant], time.perf_counter() - start)
+                outputs[variant] = out.float().cpu()
+    return {v: (best[v], outputs[v]) for v in VARIANTS}
 
 
-def run_variant(args: argparse.Namespace, config: str, variant: str, output: Path, warmup: int, repeats: int) -> dict:
+def memory_worker(args: argparse.Namespace) -> None:
+    """One forward of one variant in a fresh process; prints the growth of the peak memory."""
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    model = build(CONFIGS[args.configs], device, DTYPES[args.dtype])
+    tensors = inputs(model, args.batch, args.frames, args.size, device, DTYPES[args.dtype])
+    set_variant(model, args.memory_worker == "straightforward")
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated() if cuda else _peak_rss_bytes()
+    with torch.no_grad():
+        model(**tensors)
+    if cuda:
+        torch.cuda.synchronize()
+    print((torch.cuda.max_memory_allocated() if cuda else _peak_rss_bytes()) - before)
+
+
+def peak_memory(args: argparse.Namespace, config: str, variant: str) -> int:
     command = [
-        sys.executable, __file__, "--worker", "--configs", config, "--variant", variant, "--output", str(output),
-        "--device", args.device, "--dtype", args.dtype, "--batch", str(args.batch), "--frames", str(args.frames),
-        "--size", str(args.size), "--warmup", str(warmup), "--repeats", str(repeats),
+        sys.executable, __file__, "--memory-worker", variant, "--configs", config, "--device", args.device,
+        "--dtype", args.dtype, "--batch", str(args.batch), "--frames", str(args.frames), "--size", str(args.size),
         *(["--threads", str(args.threads)] if args.threads else []),
     ]  # fmt: skip
     done = subprocess.run(command, check=True, capture_output=True, text=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return int(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -136,16 +149,14 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=None, help="default: 2, none for the full config on CPU")
     parser.add_argument("--repeats", type=int, default=None, help="default: 10, 1 for the full config on CPU")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--variant", choices=("straightforward", "ours"), help=argparse.SUPPRESS)
-    parser.add_argument("--output", help=argparse.SUPPRESS)
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
+    parser.add_argument("--memory-worker", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.dtype = args.dtype or ("bf16" if args.device.startswith("cuda") else "fp32")
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.worker:
-        args.config = args.configs
-        worker(args)
+    if args.memory_worker:
+        memory_worker(args)
         return
 
     device = torch.device(args.device)
@@ -156,16 +167,19 @@ def main() -> None:
         heavy = config == "full" and device.type == "cpu"
         warmup = args.warmup if args.warmup is not None else (0 if heavy else 2)
         repeats = args.repeats if args.repeats is not None else (1 if heavy else 10)
-        with tempfile.TemporaryDirectory() as folder:
-            outputs = {v: Path(folder) / f"{v}.pt" for v in ("straightforward", "ours")}
-            results = {v: run_variant(args, config, v, path, warmup, repeats) for v, path in outputs.items()}
-            base = results["straightforward"]
-            for variant, result in results.items():
-                print(
-                    f"{config:<6} {variant:<16} {result['seconds'] * 1e3:>11.1f} {result['peak_bytes'] / 2**20:>9.0f} "
-                    f"{result['seconds'] / base['seconds']:>10.3f} {result['peak_bytes'] / max(base['peak_bytes'], 1):>9.3f}"
-                )
-            ours, reference = torch.load(outputs["ours"]), torch.load(outputs["straightforward"])
+        model = build(CONFIGS[config], device, DTYPES[args.dtype])
+        tensors = inputs(model, args.batch, args.frames, args.size, device, DTYPES[args.dtype])
+        results = time_interleaved(model, tensors, warmup, repeats)
+        del model, tensors
+        memory = {v: (0 if args.no_memory else peak_memory(args, config, v)) for v in VARIANTS}
+        base_time, base_memory = results["straightforward"][0], max(memory["straightforward"], 1)
+        for variant in VARIANTS:
+            seconds = results[variant][0]
+            print(
+                f"{config:<6} {variant:<16} {seconds * 1e3:>11.1f} {memory[variant] / 2**20:>9.0f} "
+                f"{seconds / base_time:>10.3f} {memory[variant] / base_memory:>9.3f}"
+            )
+        ours, reference = results["ours"][1], results["straightforward"][1]
         diff = (ours - reference).abs().max().item()
         print(f"{config:<6} max |ours - straightforward| = {diff:.2e} (output max {reference.abs().max().item():.2e})")
 
