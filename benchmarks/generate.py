@@ -155,7 +155,7 @@ def main() -> None:
     print(f"model: {model}, {args.steps} steps, 14 frames 256x256, device: {next(iter(results.values()))['device']}")
     timer = "seconds" if "peak_gb" in next(iter(results.values())) else "cpu_seconds"
     for config, r in results.items():
-        line = f"{config:<12} {r['seconds']:7.2f} s/video ({r['cpu_seconds']:.2f} CPU s)"
+        line = f"{config:<14} {r['seconds']:7.2f} s/video ({r['cpu_seconds']:.2f} CPU s)"
         memory = r.get("peak_gb")
         if memory is not None:
             line += f"  peak {memory:6.2f} GB"
