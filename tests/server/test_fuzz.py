@@ -96,4 +96,12 @@ def test_thousand_malformed_messages_then_a_valid_job(server):
     with server.client() as c:
         c.unload()  # the worker frees its model and loads it again for the next job
         assert c.wait_for(lambda e: isinstance(e, pm.Unloaded), 10).workers >= 1
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            c.status()
+            status = c.wait_for(lambda e: isinstance(e, pm.StatusReply), 10)
+            if not any(w["loaded"] for w in status.workers):
+                break
+            time.sleep(0.2)
+        assert status.workers and not any(w["loaded"] for w in status.workers), status.workers
         assert isinstance(run_job(c), pm.Result)

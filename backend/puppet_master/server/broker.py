@@ -232,7 +232,7 @@ class Broker:
 
     def _on_unload(self, identity: bytes, message: Message) -> None:
         for worker in self.workers.values():
-            self._send_worker(worker, protocol.UNLOAD)
+            self._send_worker(worker, protocol.UNLOAD, {"req": message.header["req"]})
         self._send_client(identity, protocol.UNLOADED, {"req": message.header["req"], "workers": len(self.workers)})
 
     def describe(self) -> dict[str, Any]:
@@ -283,7 +283,11 @@ class Broker:
         ):
             log.warning("worker %r sent %s for a job it does not run", identity, message.type)
             return
+        if message.type == protocol.UNLOADED:
+            worker.loaded = False
+            return
         if message.type == protocol.PROGRESS:
+            worker.loaded = True
             job.step = message.header["step"]
             fields = {k: message.header.get(k) for k in ("job", "step", "total", "eta_s", "elapsed_s")}
             for watcher in job.watchers:

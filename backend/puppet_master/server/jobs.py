@@ -42,9 +42,11 @@ class Worker:
     job: str | None = None
     idle_since: float = field(default_factory=time.monotonic)
     jobs_done: int = 0
+    #: False after the worker freed its model (UNLOAD); it loads it again for its next job
+    loaded: bool = True
 
     def describe(self) -> dict[str, Any]:
-        return {**self.info, "job": self.job, "jobs_done": self.jobs_done}
+        return {**self.info, "job": self.job, "jobs_done": self.jobs_done, "loaded": self.loaded}
 
 
 class JobQueue:
