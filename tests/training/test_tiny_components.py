@@ -1,0 +1,76 @@
+"""The tiny model's own VAE and image encoder (training/train_tiny_components.py), the export of cached
+clips to the Drag-a-Move format and the part-level evaluation, on the tiny rendered clips of conftest."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKLTemporalDecoder
+
+from puppet_master.edm import VAE_SCALING_FACTOR
+from puppet_master.tiny import TINY_VAE_CONFIG
+from tests.training.conftest import NUM_FRAMES, RENDER_SIZE, _frame
+from training import dragamove, evaluate, evaluate_parts, export_dragamove
+from training import tiny_components as tc
+from training.cache_latents import Encoders, composite_on_white, to_tensor
+from training.train_tiny_components import main as train_components
+
+
+def test_folding_a_latent_scale_keeps_reconstructions():
+    torch.manual_seed(0)
+    vae = AutoencoderKLTemporalDecoder(**TINY_VAE_CONFIG).eval()
+    frames = torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        before = vae.encode(frames).latent_dist
+        recon_before = vae.decode(before.mean, num_frames=2).sample
+        tc.fold_latent_scale(vae, 3.0)
+        after = vae.encode(frames).latent_dist
+        recon_after = vae.decode(after.mean, num_frames=2).sample
+    torch.testing.assert_close(after.mean, before.mean * 3, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(after.std, before.std * 3, atol=1e-5, rtol=1e-3)
+    torch.testing.assert_close(recon_after, recon_before, atol=1e-4, rtol=1e-4)
+
+
+def test_component_training_writes_encoders_with_unit_scaled_latents(renders, tmp_path):
+    out = tmp_path / "components"
+    args = ["--renders", str(renders), "--out", str(out), "--resolution", str(RENDER_SIZE), "--vae-steps", "3",
+            "--vae-frames", "2", "--vae-crop", "0", "--encoder-steps", "3", "--encoder-batch", "2",
+            "--save-every", "2", "--no-progress"]
+    assert train_components(args) == 0
+    report = json.loads((out / "vae_report.json").read_text())
+    assert report["vae_steps"] == 3 and (out / "state_vae.pt").is_file()
+    encoders = Encoders.from_svd(out)
+    frames = to_tensor([composite_on_white(_frame(t, 0, RENDER_SIZE), RENDER_SIZE) for t in range(NUM_FRAMES)])
+    mean, std = encoders.encode_frames(frames)
+    side = RENDER_SIZE // 2 ** (len(tc.VAE_CONFIG["block_out_channels"]) - 1)
+    assert mean.shape == (NUM_FRAMES, 4, side, side) and (std > 0).all()
+    # the latent space was rescaled on frames of these clips: scaled latents are about unit std
+    assert 0.3 < float((mean * VAE_SCALING_FACTOR).std()) < 3.0
+    embedding = encoders.encode_image(frames[:1])
+    assert embedding.shape == (1, tc.TINY_CROSS_ATTENTION_DIM)
+    # a finished run is not trained again
+    assert train_components(args) == 0
+    assert json.loads((out / "vae_report.json").read_text()) == report
+
+
+def test_cached_clips_export_to_the_drag_a_move_format(latent_cache, renders, tmp_path):
+    out = tmp_path / "dam"
+    index = export_dragamove.export(latent_cache, renders, out)
+    assert [i["clip_id"] for i in index] == ["asset_a/clip_0", "asset_b/clip_0"]
+    clip = dragamove.load_clip(out / "00000.pkl")
+    assert clip.latents.shape[0] == NUM_FRAMES and clip.drags.shape == (NUM_FRAMES, 5, 4)
+    assert clip.embedding.shape[0] == 1
+    true = dragamove.read_gif_frames(clip.gif_path, 256)
+    assert true.shape == (NUM_FRAMES, 256, 256, 3)
+    first = np.asarray(composite_on_white(_frame(0, index[0]["view"], RENDER_SIZE), 256))
+    assert abs(float(true[0].mean()) - float(first.mean())) < 8  # same picture, upscaled (on white)
+
+    # the part-level evaluation on the exported clips: still points are found away from the drag, and
+    # the static baseline keeps them (nearly) where the true clip keeps them
+    nets = evaluate.load_metric_networks(tmp_path / "none")
+    static = evaluate_parts.evaluate_method(dragamove.find_clips(out), evaluate.static_video, nets, still_px=1.5,
+                                            margin=8, save_dir=None)
+    assert all(row["still_points"] > 0 for row in static["clips"])
+    assert static["mean"]["me_still"] < 0.5

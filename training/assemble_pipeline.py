@@ -1,0 +1,66 @@
+"""Put a trained U-Net together with its VAE and image encoder into one pipeline folder.
+
+    python -m training.assemble_pipeline --components runs/tiny_components \
+        --unet runs/tiny_trained/checkpoints/checkpoint-00004000/ema --out backend/puppet_master/weights
+
+``--components`` is a folder with ``vae/``, ``image_encoder/`` and ``feature_extractor/`` (diffusers
+layout: an SVD img2vid folder, or the output of ``training.train_tiny_components``). The result is
+a ``PuppetMasterPipeline`` folder (``model_index.json``, safetensors weights) that ``--model`` and
+``load_pipeline`` read; with ``--fp16`` the weights are stored in half precision (loaded back to the
+requested dtype).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+
+def assemble(components: str | Path, unet: str | Path, out: str | Path, *, fp16: bool = False) -> Path:
+    from puppet_master.models.unet import PuppetMasterUNet
+    from puppet_master.pipeline import PuppetMasterPipeline, svd_scheduler
+    from training.cache_latents import load_svd_encoders
+
+    out = Path(out)
+    parts = load_svd_encoders(components)
+    model = PuppetMasterUNet.from_pretrained(unet)
+    width = parts["image_encoder"].config.projection_dim
+    if width != model.config.cross_attention_dim:
+        raise ValueError(f"image encoder width {width} != U-Net cross_attention_dim {model.config.cross_attention_dim}")
+    pipe = PuppetMasterPipeline(**parts, unet=model.eval(), scheduler=svd_scheduler())
+    if fp16:
+        pipe.to(dtype=torch.float16)
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    pipe.save_pretrained(tmp, safe_serialization=True)
+    for name in ("model_index.json", "vae", "image_encoder", "feature_extractor", "scheduler", "unet"):
+        target = out / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        out.mkdir(parents=True, exist_ok=True)
+        (tmp / name).replace(target)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--components", required=True, help="folder with vae/, image_encoder/, feature_extractor/")
+    parser.add_argument("--unet", required=True, help="PuppetMasterUNet folder (e.g. a checkpoint's ema/)")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--fp16", action="store_true", help="store the weights in half precision")
+    args = parser.parse_args(argv)
+    try:
+        folder = assemble(args.components, args.unet, args.out, fp16=args.fp16)
+    except (OSError, ValueError) as exc:
+        parser.exit(2, f"error: {exc}\n")
+    print(f"pipeline written to {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,171 @@
+"""The tiny trained model's own VAE and image encoder: configurations, data and losses.
+
+The VAE is diffusers' ``AutoencoderKLTemporalDecoder`` (the class SVD uses) at five levels of a few
+dozen channels: 256x256 frames <-> 4 x 16 x 16 latents. The image encoder is a small
+``CLIPVisionModelWithProjection`` whose projection width is the U-Net's ``cross_attention_dim``.
+Both are trained from scratch on rendered clips by ``training/train_tiny_components.py``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from dataset_tools import clip_folder
+from puppet_master.edm import VAE_SCALING_FACTOR
+
+TINY_CROSS_ATTENTION_DIM = 64
+VAE_CONFIG = {
+    "block_out_channels": (32, 32, 64, 64, 64),
+    "down_block_types": ("DownEncoderBlock2D",) * 5,
+    "layers_per_block": 1,
+    "latent_channels": 4,
+}
+CLIP_SIZE = 64
+CLIP_CONFIG = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "image_size": CLIP_SIZE,
+    "patch_size": 8,
+    "projection_dim": TINY_CROSS_ATTENTION_DIM,
+}
+#: side of the RGB thumbnail the image encoder's embedding is trained to predict
+THUMBNAIL = 8
+
+
+def build_vae(seed: int = 0):
+    from diffusers import AutoencoderKLTemporalDecoder
+
+    torch.manual_seed(seed)
+    return AutoencoderKLTemporalDecoder(**VAE_CONFIG)
+
+
+def build_image_encoder(seed: int = 0):
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(seed)
+    return CLIPVisionModelWithProjection(CLIPVisionConfig(**CLIP_CONFIG))
+
+
+def build_feature_extractor():
+    from transformers import CLIPImageProcessor
+
+    return CLIPImageProcessor(size={"shortest_edge": CLIP_SIZE}, crop_size={"height": CLIP_SIZE, "width": CLIP_SIZE})
+
+
+# ------------------------------------------------------------------------------------------- data
+class FrameSource:
+    """Random runs of consecutive frames (one view of one clip) from render clip folders."""
+
+    def __init__(self, roots: list[str | Path], resolution: int = 256):
+        self.resolution = resolution
+        self.views: list[tuple[Path, int, list[int]]] = []
+        for root in roots:
+            for folder in clip_folder.find_clips(root):
+                for view_dir in sorted(folder.glob("view_*")):
+                    frames = sorted(int(p.stem) for p in view_dir.glob("*.png"))
+                    if frames:
+                        self.views.append((folder, int(view_dir.name.split("_")[1]), frames))
+        if not self.views:
+            raise ValueError(f"no rendered frames under {', '.join(map(str, roots))}")
+
+    def __len__(self) -> int:
+        return len(self.views)
+
+    def load(self, folder: Path, view: int, frame: int) -> torch.Tensor:
+        from training.cache_latents import composite_on_white
+
+        path = folder / clip_folder.FRAME_NAME.format(view=view, frame=frame)
+        with Image.open(path) as im:
+            rgb = composite_on_white(im, self.resolution)
+        return torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)
+
+    def run(self, rng: random.Random, length: int, crop: int | None = None) -> torch.Tensor:
+        """``(length, 3, H, W)`` consecutive frames in [-1, 1] of a random clip view, optionally a
+        random ``crop`` x ``crop`` window of them (same window in every frame; cheaper steps)."""
+        folder, view, frames = self.views[rng.randrange(len(self.views))]
+        start = rng.randrange(max(1, len(frames) - length + 1))
+        chosen = frames[start : start + length]
+        chosen += [chosen[-1]] * (length - len(chosen))
+        video = torch.stack([self.load(folder, view, f) for f in chosen])
+        if crop is not None and crop < self.resolution:
+            y, x = rng.randrange(self.resolution - crop + 1), rng.randrange(self.resolution - crop + 1)
+            video = video[..., y : y + crop, x : x + crop]
+        return video
+
+    def firsts(self, rng: random.Random, count: int) -> torch.Tensor:
+        """``(count, 3, H, W)`` first frames of random clip views (what the image encoder sees)."""
+        picks = [self.views[rng.randrange(len(self.views))] for _ in range(count)]
+        return torch.stack([self.load(folder, view, frames[0]) for folder, view, frames in picks])
+
+
+# ------------------------------------------------------------------------------------------- losses
+def foreground_weight(x: torch.Tensor, weight: float = 4.0) -> torch.Tensor:
+    """1 on the white background, ``1 + weight`` on the object (pixels darker than 0.96 white)."""
+    fg = (x < 0.92).any(dim=1, keepdim=True).float()
+    return 1.0 + weight * F.max_pool2d(fg, 5, stride=1, padding=2)
+
+
+def vae_loss(vae, frames: torch.Tensor, kl_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """Foreground-weighted L1 reconstruction + ``kl_weight`` x KL of a run of frames (one video)."""
+    dist = vae.encode(frames).latent_dist
+    z = dist.sample()
+    recon = vae.decode(z, num_frames=len(frames)).sample
+    l1 = ((recon - frames).abs() * foreground_weight(frames)).mean()
+    kl = dist.kl().mean() / z[0].numel()
+    return l1 + kl_weight * kl, {"l1": l1.item(), "kl": kl.item()}
+
+
+def clip_pixels(pixels: torch.Tensor, feature_extractor) -> torch.Tensor:
+    """Frames in [-1, 1] -> the image encoder's input, as ``PuppetMasterPipeline.encode_image_embeddings``."""
+    crop = feature_extractor.crop_size
+    size = (crop, crop) if isinstance(crop, int) else (crop["height"], crop["width"])
+    x = F.interpolate(pixels.float(), size=size, mode="bicubic", align_corners=False, antialias=True)
+    x = ((x + 1.0) / 2.0).clamp(0.0, 1.0)
+    mean = torch.tensor(feature_extractor.image_mean).view(1, -1, 1, 1)
+    std = torch.tensor(feature_extractor.image_std).view(1, -1, 1, 1)
+    return (x - mean) / std
+
+
+def encoder_loss(encoder, head: torch.nn.Module, pixels: torch.Tensor, feature_extractor) -> torch.Tensor:
+    """MSE of an RGB thumbnail predicted from the projected embedding (what the U-Net attends to)."""
+    embeds = encoder(clip_pixels(pixels, feature_extractor)).image_embeds
+    target = F.adaptive_avg_pool2d(pixels, THUMBNAIL).flatten(1)
+    return F.mse_loss(head(embeds), target)
+
+
+# ------------------------------------------------------------------------------------------- latent scale
+@torch.no_grad()
+def latent_std(vae, frames: torch.Tensor) -> float:
+    """Standard deviation of the latent means of ``frames`` (unscaled)."""
+    means = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in frames.split(8)])
+    return float(means.std())
+
+
+@torch.no_grad()
+def fold_latent_scale(vae, factor: float) -> None:
+    """Multiply the VAE's latent space by ``factor`` without changing what it reconstructs.
+
+    The latent mean and log-variance come from ``quant_conv``: its mean half is scaled by ``factor``
+    and ``2 ln factor`` is added to the log-variance; the decoder's first conv is divided by it.
+    """
+    c = vae.config.latent_channels
+    vae.quant_conv.weight[:c] *= factor
+    vae.quant_conv.bias[:c] *= factor
+    vae.quant_conv.bias[c:] += 2 * math.log(factor)
+    vae.decoder.conv_in.weight /= factor
+
+
+def normalise_latents(vae, frames: torch.Tensor) -> float:
+    """Rescale the latent space so that latents x 0.18215 (the pipeline's scaling) have unit std."""
+    factor = 1.0 / (VAE_SCALING_FACTOR * latent_std(vae, frames))
+    fold_latent_scale(vae, factor)
+    return factor
