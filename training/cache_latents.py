@@ -116,7 +116,8 @@ def plan_items(renders: Path) -> list[dict]:
             continue
         document = drag_schema.read_drags_json(drags_path)
         meta = json.loads((folder / clip_folder.CLIP_FILE).read_text())
-        clip_id = f"{document['asset_id']}/{document['clip']}"
+        # the clip folder name, as in dataset_tools' label files and clip lists (ClipFolder.clip_id)
+        clip_id = f"{document['asset_id']}/{folder.name}"
         groups: dict[tuple, dict] = {}
         for sample in document["samples"]:
             key = (int(sample["view"]), tuple(int(f) for f in sample["frames"]))
