@@ -31,7 +31,9 @@ def example_image() -> Image.Image:
 
 
 def time_pipeline(pipe, steps: int, repeats: int) -> dict:
-    drags = [((0.5, 0.42), (0.5, 0.25))]
+    from puppet_master.drags import Drag
+
+    drags = [Drag((0.5, 0.42), (0.5, 0.25))]
     image = example_image()
     pipe(image, drags, num_inference_steps=steps, output_type="np", generator=torch.Generator().manual_seed(0))
     walls, cpus = [], []
