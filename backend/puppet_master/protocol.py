@@ -1,7 +1,7 @@
 """The ZeroMQ wire protocol between clients, the broker (``puppet-master serve``) and workers.
 
-Standard library only: the Blender extension imports this module (as a copy checked to be
-identical). docs/protocol.md describes every message; this module is the one source of truth.
+Standard library plus the sibling ``drags`` module (NumPy): the Blender extension imports this
+module (as a copy checked to be identical). docs/protocol.md describes every message; this module is the one source of truth.
 
 Every message is multipart: frame 0 is a UTF-8 JSON object (the header) with at least
 ``{"v": PROTOCOL_VERSION, "type": <message type>}``; the remaining frames are binary payloads
@@ -21,6 +21,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from . import drags
 
 PROTOCOL_VERSION = 1
 
@@ -101,7 +103,7 @@ MAX_HEADER_BYTES = 64 * 1024  # bytes of the JSON header frame
 #: the largest frame any peer accepts (ZMQ_MAXMSGSIZE); bigger ones drop the connection
 MAX_FRAME_BYTES = MAX_IMAGE_BYTES + 1024 * 1024
 MAX_RESULT_FRAMES = 64  # binary frames in a RESULT
-MAX_DRAGS = 5
+MAX_DRAGS = drags.MAX_DRAGS  # the model's drag slots: one number for the whole project
 MIN_STEPS, MAX_STEPS = 1, 200
 MAX_GUIDANCE = 100.0
 MAX_SEED = 2**63 - 1
