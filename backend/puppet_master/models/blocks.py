@@ -21,6 +21,19 @@ __all__ = ["DragCrossAttnDownBlock", "DragCrossAttnUpBlock"]
 class _DragLayers:
     """Mixin: builds ``flow_convs`` and ``drag_token_mlps`` (one per layer) and runs one layer."""
 
+    def __init__(
+        self,
+        *,
+        num_drags: int,
+        pos_embed_dim: int,
+        drag_embedder_out_channels: tuple[int, ...],
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)  # the diffusers block that follows this mixin in the MRO
+        self._add_drag_modules(
+            kwargs["out_channels"], num_drags, pos_embed_dim, drag_embedder_out_channels, kwargs["cross_attention_dim"]
+        )
+
     def _add_drag_modules(
         self,
         channels: int,
@@ -66,19 +79,6 @@ class _DragLayers:
 
 
 class DragCrossAttnDownBlock(_DragLayers, CrossAttnDownBlockSpatioTemporal):
-    def __init__(
-        self,
-        *,
-        num_drags: int,
-        pos_embed_dim: int,
-        drag_embedder_out_channels: tuple[int, ...],
-        **kwargs,
-    ) -> None:
-        super().__init__(**kwargs)
-        self._add_drag_modules(
-            kwargs["out_channels"], num_drags, pos_embed_dim, drag_embedder_out_channels, kwargs["cross_attention_dim"]
-        )
-
     def forward(
         self,
         hidden_states: torch.Tensor,
@@ -98,19 +98,6 @@ class DragCrossAttnDownBlock(_DragLayers, CrossAttnDownBlockSpatioTemporal):
 
 
 class DragCrossAttnUpBlock(_DragLayers, CrossAttnUpBlockSpatioTemporal):
-    def __init__(
-        self,
-        *,
-        num_drags: int,
-        pos_embed_dim: int,
-        drag_embedder_out_channels: tuple[int, ...],
-        **kwargs,
-    ) -> None:
-        super().__init__(**kwargs)
-        self._add_drag_modules(
-            kwargs["out_channels"], num_drags, pos_embed_dim, drag_embedder_out_channels, kwargs["cross_attention_dim"]
-        )
-
     def forward(
         self,
         hidden_states: torch.Tensor,
