@@ -231,6 +231,7 @@ class GenerationClient:
         self.jobs: dict[str, str] = {}
         self.last_server_info: dict[str, Any] | None = None
         self._closed = False
+        self._unclaimed: list[Event] = []  # events after a wait_for match, for the next poll
 
     # --- requests (each returns its request id at once) --------------------------------------
     def submit(self, image_png: bytes, drags: Sequence[Any], settings: JobSettings | dict | None = None) -> str:
@@ -285,8 +286,8 @@ class GenerationClient:
         """
         if self._closed:
             return []
-        events: list[Event] = []
-        wait = max(0, int(timeout_ms))
+        events, self._unclaimed = self._unclaimed, []
+        wait = 0 if events else max(0, int(timeout_ms))
         for _ in range(MAX_MESSAGES_PER_POLL):
             if not self._socket.poll(wait, zmq.POLLIN):
                 break
@@ -318,8 +319,10 @@ class GenerationClient:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            for event in self.poll(timeout_ms=min(100, max(1, int(remaining * 1000)))):
+            events = self.poll(timeout_ms=min(100, max(1, int(remaining * 1000))))
+            for index, event in enumerate(events):
                 if predicate(event):
+                    self._unclaimed = events[index + 1 :]  # not lost: the next poll returns them
                     return event
                 if on_event is not None:
                     on_event(event)
