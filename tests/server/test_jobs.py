@@ -122,6 +122,9 @@ def test_fetch_after_the_client_disconnected_mid_job(server, tmp_path):
             answer = second.wait_for(lambda e: isinstance(e, pm.Result | pm.JobError), JOB_TIMEOUT_S)
         assert isinstance(answer, pm.Result), answer
     folder = server.results / job.job_id
+    deadline = time.monotonic() + 10  # the broker forwards a result before it writes the files
+    while not (folder / "settings.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert answer.frames == [(folder / f"frame_{i:04d}.png").read_bytes() for i in range(14)]
     assert (folder / "settings.json").exists()
     with server.client() as third:  # and again, from disk
