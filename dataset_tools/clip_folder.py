@@ -162,18 +162,22 @@ def load_clip(folder: str | Path) -> Clip:
     return Clip(folder, meta, cameras)
 
 
-def is_clip_folder(folder: Path) -> bool:
-    return (folder / TRACKS_FILE).is_file() and (folder / CLIP_FILE).is_file()
+def is_clip_folder(folder: Path, *, need_tracks: bool = True) -> bool:
+    return (folder / CLIP_FILE).is_file() and (not need_tracks or (folder / TRACKS_FILE).is_file())
 
 
-def find_clips(root: str | Path) -> Iterator[Path]:
-    """Every clip folder under a render root (or the root itself when it is one), sorted."""
+def find_clips(root: str | Path, *, need_tracks: bool = True) -> Iterator[Path]:
+    """Every clip folder under a render root (or the root itself when it is one), sorted.
+
+    ``need_tracks=False`` also accepts clips without ``tracks.npz``: training reads only the frames,
+    ``clip.json`` and ``drags.json`` (packs of dataset_tools/pack_renders.py may leave tracks out).
+    """
     root = Path(root)
     if not root.is_dir():
         raise ClipError(f"{root}: not a folder")
-    if is_clip_folder(root):
+    if is_clip_folder(root, need_tracks=need_tracks):
         yield root
         return
     for clip_file in sorted(root.rglob(CLIP_FILE)):
-        if is_clip_folder(clip_file.parent):
+        if is_clip_folder(clip_file.parent, need_tracks=need_tracks):
             yield clip_file.parent

@@ -109,7 +109,7 @@ class Encoders:
 def plan_items(renders: Path) -> list[dict]:
     """Every distinct (clip, view, frames) of the drag samples under ``renders``, with its samples."""
     items = []
-    for folder in clip_folder.find_clips(renders):
+    for folder in clip_folder.find_clips(renders, need_tracks=False):
         drags_path = folder / drag_schema.DRAGS_FILE
         if not drags_path.is_file():
             logger.warning("%s: no %s, clip skipped (run dataset_tools.sample_drags)", folder, drag_schema.DRAGS_FILE)

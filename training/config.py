@@ -105,6 +105,9 @@ class TrainConfig:
     #: "" (start fresh), "latest" (the newest complete checkpoint in output_dir) or a checkpoint folder
     resume: str = ""
     log_every: int = 10
+    #: wall-clock budget of one run in minutes (0: none): the run checkpoints and stops when it is
+    #: spent, and the same command resumes it
+    max_minutes: float = 0.0
 
 
 @dataclass
@@ -257,6 +260,8 @@ def check_config(config: Config, num_processes: int = 1) -> None:
         problems.append(f"optim.lr_warmup_steps ({o.lr_warmup_steps}) must be within [0, train.max_steps]")
     if t.max_steps < 1:
         problems.append("train.max_steps must be >= 1")
+    if t.max_minutes < 0:
+        problems.append(f"train.max_minutes must be >= 0 (0: no limit), got {t.max_minutes}")
     if t.mixed_precision not in PRECISIONS:
         problems.append(f"train.mixed_precision must be one of {PRECISIONS}, got {t.mixed_precision!r}")
     if not 0 <= t.drag_dropout <= 1:

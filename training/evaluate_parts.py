@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from puppet_master.loading import ModelLoadError
 from puppet_master.outputs import write_json_atomic
@@ -95,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--margin", type=float, default=24.0)
     parser.add_argument("--metrics-dir", type=Path, default=None, help="LPIPS/I3D/CoTracker (training.evaluate)")
     parser.add_argument("--gifs", action="store_true", help="save the videos with the drags drawn")
+    parser.add_argument("--device", default="cpu", help="where the model runs (float32 everywhere, so a GPU "
+                        "gives the CPU's figures up to rounding)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     out = Path(args.out)
@@ -107,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if name == "model":
                 from puppet_master.loading import load_pipeline
 
-                pipe = load_pipeline(args.model, device="cpu")
+                pipe = load_pipeline(args.model, device=args.device, dtype=torch.float32)
                 method = evaluate.model_method(pipe, num_inference_steps=args.steps, seed=args.seed)
             else:
                 method = evaluate.static_video if name == "static" else evaluate.shift_video

@@ -48,7 +48,7 @@ def export(cache: str | Path, renders: str | Path, out: str | Path, *, all_views
     cache, renders, out = Path(cache), Path(renders), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     folders = {}
-    for folder in clip_folder.find_clips(renders):
+    for folder in clip_folder.find_clips(renders, need_tracks=False):
         meta = json.loads((folder / clip_folder.CLIP_FILE).read_text())
         folders[f"{meta.get('asset_id', folder.parent.name)}/{meta.get('clip', folder.name)}"] = folder
         folders.setdefault(f"{folder.parent.name}/{folder.name}", folder)

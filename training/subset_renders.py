@@ -24,7 +24,7 @@ from dataset_tools import clip_folder, drag_schema
 def subset(renders: str | Path, out: str | Path, *, per_family: int, views_per_clip: int = 1, seed: int = 0) -> list[str]:
     renders, out = Path(renders), Path(out)
     by_family: dict[str, list[Path]] = defaultdict(list)
-    for folder in clip_folder.find_clips(renders):
+    for folder in clip_folder.find_clips(renders, need_tracks=False):
         if (folder / drag_schema.DRAGS_FILE).is_file():
             by_family[folder.parent.name.rsplit("_", 1)[0]].append(folder)
     chosen = []

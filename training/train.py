@@ -210,6 +210,11 @@ class Trainer:
         batch = {k: v.to(self.accelerator.device, non_blocking=True) for k, v in batch.items()}
         return objective.denoising_loss(self.model, batch, draws)
 
+    def _out_of_time(self, start: float, minutes: float) -> bool:
+        """Whether the budget is spent, decided by the main process so that every process stops together."""
+        flag = torch.tensor(float(time.monotonic() - start > minutes * 60), device=self.accelerator.device)
+        return bool(self.accelerator.reduce(flag, reduction="sum").item())
+
     # ------------------------------------------------------------------ loop
     def train(self) -> TrainResult:
         acc, t = self.accelerator, self.config.train
@@ -250,6 +255,13 @@ class Trainer:
             every = self.config.validation.every
             if every and self.step % every == 0:
                 self.validate()
+            if t.max_minutes and self._out_of_time(start, t.max_minutes):
+                if result.last_checkpoint is None or self.step % t.checkpoint_every:
+                    result.last_checkpoint = self.save()
+                if acc.is_main_process:
+                    logger.info("train.max_minutes (%g) spent at step %d; the same command resumes", t.max_minutes,
+                                self.step)
+                break
         result.step = self.step
         self.tracker.close()
         acc.wait_for_everyone()

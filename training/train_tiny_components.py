@@ -55,14 +55,14 @@ def _load_state(path: Path, model, optimizer, extra: torch.nn.Module | None = No
 
 def train_vae(source: tc.FrameSource, out: Path, *, steps: int, frames: int, crop: int | None, lr: float,
               kl_weight: float, save_every: int, seed: int, progress: bool = True,
-              max_seconds: float | None = None) -> dict:
-    """Train (or resume) the VAE for ``steps`` steps (or until ``max_seconds`` of this run have
-    passed), rescale its latents and save it to ``out/vae``."""
+              max_seconds: float | None = None, batch: int = 1, device: str = "cpu") -> dict:
+    """Train (or resume) the VAE for ``steps`` steps of ``batch`` videos (or until ``max_seconds`` of
+    this run have passed), rescale its latents and save it to ``out/vae``."""
     final = out / "vae"
     if (final / "config.json").is_file():
         logger.info("%s exists: VAE already trained", final)
         return json.loads((out / "vae_report.json").read_text())
-    vae = tc.build_vae(seed).train()
+    vae = tc.build_vae(seed).train().to(device)
     optimizer = torch.optim.Adam(vae.parameters(), lr=lr)
     state = _state_path(out, "vae")
     step = _load_state(state, vae, optimizer)
@@ -70,7 +70,8 @@ def train_vae(source: tc.FrameSource, out: Path, *, steps: int, frames: int, cro
     start, logs = time.monotonic(), {}
     bar = tqdm(total=steps, initial=step, desc="vae", unit="step", disable=not progress)
     while step < steps:
-        loss, logs = tc.vae_loss(vae, source.run(rng, frames, crop), kl_weight)
+        videos = source.runs(rng, batch, frames, crop).to(device, non_blocking=True)
+        loss, logs = tc.vae_loss(vae, videos, kl_weight, num_frames=frames)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
@@ -88,21 +89,21 @@ def train_vae(source: tc.FrameSource, out: Path, *, steps: int, frames: int, cro
             break
     bar.close()
     vae.eval()
-    check = torch.cat([source.run(random.Random(f"{seed}:scale:{i}"), frames) for i in range(8)])
+    check = torch.cat([source.run(random.Random(f"{seed}:scale:{i}"), frames) for i in range(8)]).to(device)
     factor = tc.normalise_latents(vae, check)
     with torch.no_grad():
         z = vae.encode(check[:frames]).latent_dist.mean
         recon = vae.decode(z, num_frames=frames).sample
         l1 = float((recon - check[:frames]).abs().mean())
-    vae.save_pretrained(final, safe_serialization=True)
-    report = {"vae_steps": step, "vae_frames": frames, "vae_crop": crop, "latent_scale_folded": factor,
-              "final_l1": logs.get("l1"), "check_l1_unweighted": l1, "seconds_this_run": time.monotonic() - start}
+    vae.to("cpu").save_pretrained(final, safe_serialization=True)
+    report = {"vae_steps": step, "vae_frames": frames, "vae_crop": crop, "vae_batch": batch, "latent_scale_folded": factor,
+              "final_l1": logs.get("l1"), "check_l1_unweighted": l1, "vae_seconds_this_run": time.monotonic() - start}
     (out / "vae_report.json").write_text(json.dumps(report, indent=2))
     return report
 
 
 def train_image_encoder(source: tc.FrameSource, out: Path, *, steps: int, batch: int, lr: float, save_every: int,
-                        seed: int, progress: bool = True) -> dict:
+                        seed: int, progress: bool = True, device: str = "cpu") -> dict:
     """Train (or resume) the image encoder and save it with its feature extractor."""
     final = out / "image_encoder"
     feature_extractor = tc.build_feature_extractor()
@@ -110,24 +111,24 @@ def train_image_encoder(source: tc.FrameSource, out: Path, *, steps: int, batch:
     if (final / "config.json").is_file():
         logger.info("%s exists: image encoder already trained", final)
         return json.loads((out / "encoder_report.json").read_text())
-    encoder = tc.build_image_encoder(seed).train()
-    head = torch.nn.Linear(tc.TINY_CROSS_ATTENTION_DIM, 3 * tc.THUMBNAIL**2)
+    encoder = tc.build_image_encoder(seed).train().to(device)
+    head = torch.nn.Linear(tc.TINY_CROSS_ATTENTION_DIM, 3 * tc.THUMBNAIL**2).to(device)
     optimizer = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=lr)
     state = _state_path(out, "encoder")
     done = _load_state(state, encoder, optimizer, head)
     rng = random.Random(f"{seed}:encoder:{done}")
     start, first_loss, loss = time.monotonic(), None, torch.tensor(float("nan"))
     for step in tqdm(range(done, steps), desc="image encoder", unit="step", disable=not progress):
-        loss = tc.encoder_loss(encoder, head, source.firsts(rng, batch), feature_extractor)
+        loss = tc.encoder_loss(encoder, head, source.firsts(rng, batch).to(device), feature_extractor)
         first_loss = first_loss if first_loss is not None else loss.item()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if (step + 1) % save_every == 0:
             _save_state(state, step + 1, encoder, optimizer, head)
-    encoder.eval().save_pretrained(final, safe_serialization=True)
-    report = {"encoder_steps": steps, "first_loss": first_loss, "final_loss": float(loss),
-              "seconds_this_run": time.monotonic() - start}
+    encoder.eval().to("cpu").save_pretrained(final, safe_serialization=True)
+    report = {"encoder_steps": steps, "encoder_first_loss": first_loss, "encoder_final_loss": loss.item(),
+              "encoder_seconds_this_run": time.monotonic() - start}
     (out / "encoder_report.json").write_text(json.dumps(report, indent=2))
     return report
 
@@ -140,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--vae-steps", type=int, default=1500)
     parser.add_argument("--vae-frames", type=int, default=4, help="consecutive frames per VAE step")
     parser.add_argument("--vae-crop", type=int, default=128, help="random square window per VAE step (0: whole frame)")
+    parser.add_argument("--vae-batch", type=int, default=1, help="videos per VAE step")
     parser.add_argument("--vae-lr", type=float, default=1e-3)
     parser.add_argument("--kl-weight", type=float, default=1e-4)
     parser.add_argument("--encoder-steps", type=int, default=400)
@@ -148,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--save-every", type=int, default=100)
     parser.add_argument("--max-minutes", type=float, help="train the VAE at most this long, then finish it")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--preload", action="store_true", help="decode every frame into memory first (GPU runs)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -158,15 +162,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         parser.exit(2, f"error: {exc}\n")
     logger.info("%d clip views", len(source))
+    if args.preload:
+        source.preload(progress=not args.no_progress)
+    if args.device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     try:
         report = train_vae(source, out, steps=args.vae_steps, frames=args.vae_frames, crop=args.vae_crop or None,
                            lr=args.vae_lr,
                            kl_weight=args.kl_weight, save_every=args.save_every, seed=args.seed,
                            progress=not args.no_progress,
-                           max_seconds=args.max_minutes * 60 if args.max_minutes else None)
+                           max_seconds=args.max_minutes * 60 if args.max_minutes else None,
+                           batch=args.vae_batch, device=args.device)
         report.update(train_image_encoder(source, out, steps=args.encoder_steps, batch=args.encoder_batch,
                                           lr=args.encoder_lr, save_every=args.save_every, seed=args.seed,
-                                          progress=not args.no_progress))
+                                          progress=not args.no_progress, device=args.device))
     except KeyboardInterrupt:
         parser.exit(130, "interrupted: progress is saved; run the same command again to resume\n")
     print(json.dumps(report, indent=2))

@@ -155,3 +155,19 @@ def test_validation_writes_gifs_with_ema_weights_and_restores_the_model(tmp_path
     model = trainer.accelerator.unwrap_model(trainer.model)
     for name, param in model.named_parameters():
         torch.testing.assert_close(param.detach(), trained[name], rtol=0, atol=0)
+
+
+def test_a_spent_time_budget_checkpoints_and_the_same_command_resumes(tmp_path, latent_cache):
+    config = tiny_config(tmp_path, latent_cache, {"train.max_steps": 4, "train.checkpoint_every": 10,
+                                                  "train.max_minutes": 1e-6})
+    first = Trainer(config).train()
+    assert first.step == 1  # the budget is checked after every step
+    assert json.loads((tmp_path / "checkpoints" / "latest.json").read_text())["step"] == 1
+    resumed = Trainer(tiny_config(tmp_path, latent_cache, {"train.max_steps": 4, "train.checkpoint_every": 10,
+                                                            "train.resume": '"latest"'})).train()
+    assert resumed.step == 4 and sorted(resumed.losses) == [2, 3, 4]
+
+
+def test_a_negative_time_budget_is_refused(tmp_path, latent_cache):
+    with pytest.raises(ConfigError, match="max_minutes"):
+        tiny_config(tmp_path, latent_cache, {"train.max_minutes": -1})

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The tiny trained Puppet-Master from rendered clips to an evaluated pipeline folder, on one GPU (or
+# the CPU, slowly). Every step resumes: run the same command again after an interruption.
+#
+#   training/train_tiny_model.sh TRAIN_RENDERS HELDOUT_RENDERS WORK_DIR
+#
+# TRAIN_RENDERS / HELDOUT_RENDERS: render roots of dataset_tools/build_corpus.py (or packs of
+# dataset_tools/pack_renders.py, unpacked first). WORK_DIR receives components/, cache/, unet/
+# (training checkpoints), pipeline/ and eval/. The knobs below are environment variables; the
+# defaults are the run of the model card (backend/puppet_master/weights/MODEL_CARD.md).
+set -euo pipefail
+
+TRAIN=${1:?usage: train_tiny_model.sh TRAIN_RENDERS HELDOUT_RENDERS WORK_DIR}
+HELDOUT=${2:?usage: train_tiny_model.sh TRAIN_RENDERS HELDOUT_RENDERS WORK_DIR}
+WORK=${3:?usage: train_tiny_model.sh TRAIN_RENDERS HELDOUT_RENDERS WORK_DIR}
+PY=${PYTHON:-python}
+VAE_STEPS=${VAE_STEPS:-4000}           # VAE optimiser steps (videos of VAE_FRAMES frames, VAE_BATCH per step)
+VAE_BATCH=${VAE_BATCH:-16}
+VAE_FRAMES=${VAE_FRAMES:-4}
+VAE_MINUTES=${VAE_MINUTES:-2.5}         # wall-clock cap of the VAE (it finishes with the steps done)
+ENCODER_STEPS=${ENCODER_STEPS:-1500}
+UNET_STEPS=${UNET_STEPS:-20000}
+UNET_BATCH=${UNET_BATCH:-64}
+UNET_LR=${UNET_LR:-1e-3}
+UNET_WARMUP=${UNET_WARMUP:-200}
+UNET_MINUTES=${UNET_MINUTES:-4.5}       # wall-clock cap of one U-Net run (checkpointed; re-run resumes)
+LOADER_WORKERS=${LOADER_WORKERS:-8}
+CACHE_WORKERS=${CACHE_WORKERS:-4}
+EVAL_STEPS=${EVAL_STEPS:-25}
+EVAL=${EVAL:-1}                         # 0: export the held-out clips but leave the evaluation for later
+DEVICE=${DEVICE:-$($PY -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')}
+
+mkdir -p "$WORK"
+stamp() { echo "[$(date +%H:%M:%S)] $*"; }
+
+stamp "1/5 VAE and image encoder ($DEVICE)"
+$PY -m training.train_tiny_components --renders "$TRAIN" --out "$WORK/components" --preload --device "$DEVICE" \
+    --vae-steps "$VAE_STEPS" --vae-batch "$VAE_BATCH" --vae-frames "$VAE_FRAMES" --max-minutes "$VAE_MINUTES" \
+    --encoder-steps "$ENCODER_STEPS" --encoder-batch 64 --save-every 500 --no-progress
+
+stamp "2/5 latent caches"
+pids=()
+for i in $(seq 0 $((CACHE_WORKERS - 1))); do
+    $PY -m training.cache_latents --renders "$TRAIN" --svd "$WORK/components" --out "$WORK/cache/train" \
+        --shard-size 16 --num-workers "$CACHE_WORKERS" --worker-index "$i" --device "$DEVICE" &
+    pids+=($!)
+    [ "$i" = 0 ] && sleep 3  # worker 0 writes plan.json; the others find it
+done
+$PY -m training.cache_latents --renders "$HELDOUT" --svd "$WORK/components" --out "$WORK/cache/heldout" \
+    --shard-size 16 --device "$DEVICE"
+for pid in "${pids[@]}"; do wait "$pid"; done
+
+stamp "3/5 U-Net"
+$PY -m training.train --config training/configs/tiny_trained.toml \
+    --set "output_dir=\"$WORK/unet\"" \
+    --set "data.sources=[{name=\"procedural\", kind=\"cached\", path=\"$WORK/cache/train\", weight=1.0}]" \
+    --set data.batch_size="$UNET_BATCH" --set train.global_batch_size="$UNET_BATCH" \
+    --set data.num_workers="$LOADER_WORKERS" --set optim.learning_rate="$UNET_LR" --set optim.lr_warmup_steps="$UNET_WARMUP" \
+    --set train.max_steps="$UNET_STEPS" --set train.max_minutes="$UNET_MINUTES" \
+    --set train.ema_decay=0.999 --set train.checkpoint_every=1000 --set train.log_every=50
+
+stamp "4/5 pipeline"
+LATEST=$($PY -c 'import json, sys; print(json.load(open(sys.argv[1]))["checkpoint"])' "$WORK/unet/checkpoints/latest.json")
+$PY -m training.assemble_pipeline --components "$WORK/components" --unet "$WORK/unet/checkpoints/$LATEST/ema" \
+    --out "$WORK/pipeline"
+
+stamp "5/5 evaluation on the held-out clips"
+$PY -m training.export_dragamove --cache "$WORK/cache/heldout" --renders "$HELDOUT" --out "$WORK/eval/heldout"
+if [ "$EVAL" = 1 ]; then
+    $PY -m training.evaluate_parts --data "$WORK/eval/heldout" --model "$WORK/pipeline" --out "$WORK/eval/result" \
+        --steps "$EVAL_STEPS" --device "$DEVICE"
+fi
+stamp "done: $WORK/pipeline"
