@@ -97,6 +97,9 @@ class TrainConfig:
     global_batch_size: int = 64
     mixed_precision: str = "bf16"
     drag_dropout: float = 0.1
+    #: probability of zeroing image latent, CLIP embedding and drags together (the guidance's
+    #: unconditional input); 0 in the spec, needed when the U-Net is trained from scratch
+    cond_dropout: float = 0.0
     ema_decay: float = 0.9999
     p_mean: float = 0.7
     p_std: float = 1.6
@@ -260,6 +263,8 @@ def check_config(config: Config, num_processes: int = 1) -> None:
         problems.append(f"optim.lr_warmup_steps ({o.lr_warmup_steps}) must be within [0, train.max_steps]")
     if t.max_steps < 1:
         problems.append("train.max_steps must be >= 1")
+    if not 0 <= t.cond_dropout < 1:
+        problems.append(f"train.cond_dropout must be in [0, 1), got {t.cond_dropout}")
     if t.max_minutes < 0:
         problems.append(f"train.max_minutes must be >= 0 (0: no limit), got {t.max_minutes}")
     if t.mixed_precision not in PRECISIONS:

@@ -3,7 +3,10 @@
 Per sample: ``ln(sigma) ~ N(p_mean, p_std^2)``, ``x_noisy = x0 + sigma * eps``, the network sees
 ``c_in(sigma) * x_noisy`` and ``c_noise(sigma)`` (as at inference), ``x0_hat = c_skip * x_noisy +
 c_out * F``, loss ``(1 + 1/sigma^2) * mean((x0_hat - x0)^2)``. With probability ``drag_dropout`` all
-drags of a sample are zeroed (the unconditional branch of classifier-free guidance).
+drags of a sample are zeroed (the spec's guidance dropout). With probability ``cond_dropout`` (0 in
+the spec: SVD's pretraining already taught its U-Net the unconditional input) the image latent, the
+CLIP embedding and the drags are all zeroed: exactly the unconditional input of the pipeline's
+classifier-free guidance, which a U-Net trained from scratch (the tiny model) must learn too.
 
 The random draws of sample ``i`` come from a generator seeded by ``(seed, i)``, so a step computes
 the same loss however the batch is split between processes and micro-steps, and after a resume.
@@ -26,6 +29,7 @@ class Draws:
     sigma: torch.Tensor  # (B,)
     noise: torch.Tensor  # like the latents
     keep_drags: torch.Tensor  # (B,) bool
+    keep_cond: torch.Tensor | None = None  # (B,) bool; None: keep every image condition
 
 
 def sample_seed(seed: int, index: int) -> int:
@@ -33,15 +37,17 @@ def sample_seed(seed: int, index: int) -> int:
 
 
 def draw(indices: torch.Tensor, latent_shape: tuple[int, ...], *, seed: int, p_mean: float, p_std: float,
-         drag_dropout: float) -> Draws:
-    """Noise level, noise and drag-dropout decision for each sample number in ``indices`` (CPU)."""
-    sigmas, noises, keep = [], [], []
+         drag_dropout: float, cond_dropout: float = 0.0) -> Draws:
+    """Noise level, noise and dropout decisions for each sample number in ``indices`` (CPU)."""
+    sigmas, noises, keep, keep_cond = [], [], [], []
     for index in indices.tolist():
         gen = torch.Generator().manual_seed(sample_seed(seed, index))
         sigmas.append(edm.sample_sigmas(1, generator=gen, p_mean=p_mean, p_std=p_std))
         noises.append(torch.randn(latent_shape, generator=gen))
         keep.append(torch.rand(1, generator=gen) >= drag_dropout)
-    return Draws(torch.cat(sigmas), torch.stack(noises), torch.cat(keep))
+        keep_cond.append(torch.rand(1, generator=gen) >= cond_dropout)  # drawn last: earlier draws unchanged
+    return Draws(torch.cat(sigmas), torch.stack(noises), torch.cat(keep),
+                 torch.cat(keep_cond) if cond_dropout > 0 else None)
 
 
 def drop_drags(drags: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -54,12 +60,18 @@ def denoising_loss(model, batch: dict[str, torch.Tensor], draws: Draws) -> torch
     x0 = batch["latents"].float()
     sigma = draws.sigma.to(x0.device, torch.float32)
     x_noisy = x0 + draws.noise.to(x0.device) * edm.append_dims(sigma, x0.ndim)
+    cond_latent, embedding, keep_drags = batch["cond_latent"], batch["embedding"], draws.keep_drags.to(x0.device)
+    if draws.keep_cond is not None:
+        keep_cond = draws.keep_cond.to(x0.device)
+        cond_latent = cond_latent * edm.append_dims(keep_cond.to(cond_latent.dtype), cond_latent.ndim)
+        embedding = embedding * edm.append_dims(keep_cond.to(embedding.dtype), embedding.ndim)
+        keep_drags = keep_drags & keep_cond
     output = model(
         edm.scale_input(x_noisy, sigma),
         edm.c_noise(sigma),
-        batch["cond_latent"],
-        batch["embedding"],
-        drop_drags(batch["drags"], draws.keep_drags.to(x0.device)),
+        cond_latent,
+        embedding,
+        drop_drags(batch["drags"], keep_drags),
     ).sample
     denoised = edm.denoise(output.float(), x_noisy, sigma)
     return edm.edm_loss(denoised, x0, sigma)

@@ -206,7 +206,8 @@ class Trainer:
     def _micro_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         t = self.config.train
         draws = objective.draw(batch["index"], tuple(batch["latents"].shape[1:]), seed=self.config.seed,
-                               p_mean=t.p_mean, p_std=t.p_std, drag_dropout=t.drag_dropout)
+                               p_mean=t.p_mean, p_std=t.p_std, drag_dropout=t.drag_dropout,
+                               cond_dropout=t.cond_dropout)
         batch = {k: v.to(self.accelerator.device, non_blocking=True) for k, v in batch.items()}
         return objective.denoising_loss(self.model, batch, draws)
 

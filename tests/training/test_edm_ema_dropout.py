@@ -99,3 +99,34 @@ def test_drag_dropout_drops_all_drags_of_about_ten_percent_of_samples():
     assert torch.equal(again.keep_drags, draws.keep_drags[:10])
     none = objective.draw(indices[:100], (1,), seed=3, p_mean=0.7, p_std=1.6, drag_dropout=0.0)
     assert none.keep_drags.all()
+
+
+class _RecordingNet(nn.Module):
+    """Returns zeros and keeps what it was given (the conditioning the loss passed on)."""
+
+    def forward(self, x, t, cond_latent, embedding, drags):
+        self.seen = (cond_latent.clone(), embedding.clone(), drags.clone())
+        return type("Out", (), {"sample": torch.zeros_like(x)})()
+
+
+def test_condition_dropout_gives_the_guidance_unconditional_input_and_leaves_other_draws_alone():
+    indices = torch.arange(4000)
+    plain = objective.draw(indices, (1,), seed=3, p_mean=0.7, p_std=1.6, drag_dropout=0.1)
+    draws = objective.draw(indices, (1,), seed=3, p_mean=0.7, p_std=1.6, drag_dropout=0.1, cond_dropout=0.1)
+    assert plain.keep_cond is None
+    torch.testing.assert_close(draws.sigma, plain.sigma)
+    assert torch.equal(draws.keep_drags, plain.keep_drags)
+    rate = 1 - draws.keep_cond.float().mean().item()
+    assert rate == pytest.approx(0.1, abs=3 * math.sqrt(0.09 / 4000))
+
+    batch = {"latents": torch.randn(4, 14, 4, 2, 2), "cond_latent": torch.rand(4, 4, 2, 2) + 0.1,
+             "embedding": torch.rand(4, 1, 8) + 0.1, "drags": torch.rand(4, 14, 5, 4) + 0.1}
+    chosen = objective.Draws(draws.sigma[:4], torch.randn(4, 14, 4, 2, 2), torch.tensor([True, True, False, True]),
+                             torch.tensor([True, False, True, True]))
+    net = _RecordingNet()
+    objective.denoising_loss(net, batch, chosen)
+    cond, emb, drags = net.seen
+    assert (cond[1] == 0).all() and (emb[1] == 0).all() and (drags[1] == 0).all()  # the unconditional input
+    assert (drags[2] == 0).all() and torch.equal(cond[2], batch["cond_latent"][2])  # drag dropout alone
+    for i in (0, 3):
+        assert torch.equal(cond[i], batch["cond_latent"][i]) and torch.equal(drags[i], batch["drags"][i])
