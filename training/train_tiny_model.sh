@@ -57,7 +57,7 @@ $PY -m training.train --config training/configs/tiny_trained.toml \
     --set data.batch_size="$UNET_BATCH" --set train.global_batch_size="$UNET_BATCH" \
     --set data.num_workers="$LOADER_WORKERS" --set optim.learning_rate="$UNET_LR" --set optim.lr_warmup_steps="$UNET_WARMUP" \
     --set train.max_steps="$UNET_STEPS" --set train.max_minutes="$UNET_MINUTES" \
-    --set train.ema_decay=0.999 --set train.checkpoint_every=1000 --set train.log_every=50
+    --set train.ema_decay=0.999 --set train.checkpoint_every=1000 --set train.log_every=50 --set train.cond_dropout=0.1
 
 stamp "4/5 pipeline"
 LATEST=$($PY -c 'import json, sys; print(json.load(open(sys.argv[1]))["checkpoint"])' "$WORK/unet/checkpoints/latest.json")
