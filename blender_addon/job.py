@@ -33,14 +33,16 @@ class GenerationSettings:
     """What the artist chose; becomes the protocol's JobSettings."""
 
     steps: int = 25
-    guidance: float = 5.0
+    #: guidance of the last frame; 0: the model's own default (the first frame then too)
+    guidance: float = 0.0
     seed: int | None = None
     preview_every: int = 5
 
     def to_job_settings(self) -> Any:
+        own = self.guidance > 0
         return protocol.JobSettings(
-            num_inference_steps=self.steps, min_guidance_scale=1.0, max_guidance_scale=self.guidance,
-            seed=self.seed, preview_every=self.preview_every,
+            num_inference_steps=self.steps, min_guidance_scale=1.0 if own else None,
+            max_guidance_scale=self.guidance if own else None, seed=self.seed, preview_every=self.preview_every,
         )  # fmt: skip
 
 

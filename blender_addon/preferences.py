@@ -33,7 +33,10 @@ class PUPPET_AP_preferences(bpy.types.AddonPreferences):
         description="Where generated frames go (// is the .blend's folder; unsaved files use a temp folder)",
     )  # fmt: skip
     default_steps: IntProperty(name="Steps", default=25, min=1, max=200)
-    default_guidance: FloatProperty(name="Guidance", default=5.0, min=0.0, max=50.0)
+    default_guidance: FloatProperty(
+        name="Guidance", default=0.0, min=0.0, max=50.0,
+        description="Guidance of the last frame (the first has 1); 0: the model's own (5 for Puppet-Master, 1 for the bundled tiny model)",
+    )
     default_seed: IntProperty(name="Seed", default=0, min=0)
 
     def draw(self, context) -> None:

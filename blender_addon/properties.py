@@ -57,7 +57,10 @@ class PUPPET_PG_scene(bpy.types.PropertyGroup):
         description="Use the steps, guidance and seed below instead of the add-on preferences",
     )  # fmt: skip
     steps: IntProperty(name="Steps", default=25, min=1, max=200)
-    guidance: FloatProperty(name="Guidance", default=5.0, min=0.0, max=50.0)
+    guidance: FloatProperty(
+        name="Guidance", default=0.0, min=0.0, max=50.0,
+        description="Guidance of the last frame (the first has 1); 0: the model's own (5 for Puppet-Master, 1 for the bundled tiny model)",
+    )
     seed: IntProperty(name="Seed", default=0, min=0)
     replace_result: BoolProperty(
         name="Replace Previous Result", default=True,

@@ -20,7 +20,9 @@ from pathlib import Path
 import torch
 
 
-def assemble(components: str | Path, unet: str | Path, out: str | Path, *, fp16: bool = False) -> Path:
+def assemble(components: str | Path, unet: str | Path, out: str | Path, *, fp16: bool = False,
+             guidance: tuple[float, float] = (1.0, 5.0)) -> Path:
+    """Write the pipeline folder; ``guidance`` (first, last frame) becomes its default guidance."""
     from puppet_master.models.unet import PuppetMasterUNet
     from puppet_master.pipeline import PuppetMasterPipeline, svd_scheduler
     from training.cache_latents import load_svd_encoders
@@ -31,7 +33,8 @@ def assemble(components: str | Path, unet: str | Path, out: str | Path, *, fp16:
     width = parts["image_encoder"].config.projection_dim
     if width != model.config.cross_attention_dim:
         raise ValueError(f"image encoder width {width} != U-Net cross_attention_dim {model.config.cross_attention_dim}")
-    pipe = PuppetMasterPipeline(**parts, unet=model.eval(), scheduler=svd_scheduler())
+    pipe = PuppetMasterPipeline(**parts, unet=model.eval(), scheduler=svd_scheduler(),
+                                default_min_guidance_scale=guidance[0], default_max_guidance_scale=guidance[1])
     if fp16:
         pipe.to(dtype=torch.float16)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -53,9 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--unet", required=True, help="PuppetMasterUNet folder (e.g. a checkpoint's ema/)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--fp16", action="store_true", help="store the weights in half precision")
+    parser.add_argument("--guidance", type=float, nargs=2, default=(1.0, 5.0), metavar=("FIRST", "LAST"),
+                        help="the pipeline's default guidance of the first and last frame (default: 1 5, the paper's)")
     args = parser.parse_args(argv)
     try:
-        folder = assemble(args.components, args.unet, args.out, fp16=args.fp16)
+        folder = assemble(args.components, args.unet, args.out, fp16=args.fp16, guidance=tuple(args.guidance))
     except (OSError, ValueError) as exc:
         parser.exit(2, f"error: {exc}\n")
     print(f"pipeline written to {folder}")

@@ -91,11 +91,15 @@ def shift_video(first: np.ndarray, drags: np.ndarray) -> np.ndarray:
     return np.stack(frames)
 
 
-def model_method(pipe, *, num_inference_steps: int, seed: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+def model_method(pipe, *, num_inference_steps: int, seed: int,
+                 guidance: tuple[float, float] | None = None) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """The pipeline as a method; ``guidance`` (first, last frame) overrides the pipeline's default."""
+    scales = {} if guidance is None else {"min_guidance_scale": guidance[0], "max_guidance_scale": guidance[1]}
+
     def generate(first: np.ndarray, drags: np.ndarray) -> np.ndarray:
         generator = torch.Generator(device="cpu").manual_seed(seed)
         out = pipe(Image.fromarray(first), drags, num_inference_steps=num_inference_steps, generator=generator,
-                   output_type="np").frames[0]
+                   output_type="np", **scales).frames[0]
         video = np.asarray(out)
         video = (np.clip(video, 0, 1) * 255).round().astype(np.uint8) if video.dtype != np.uint8 else video
         if video.shape[1:3] != (SIZE, SIZE):

@@ -96,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--margin", type=float, default=24.0)
     parser.add_argument("--metrics-dir", type=Path, default=None, help="LPIPS/I3D/CoTracker (training.evaluate)")
     parser.add_argument("--gifs", action="store_true", help="save the videos with the drags drawn")
+    parser.add_argument("--guidance", type=float, nargs=2, metavar=("FIRST", "LAST"),
+                        help="guidance weights of the first and last frame (default: the pipeline's)")
     parser.add_argument("--device", default="cpu", help="where the model runs (float32 everywhere, so a GPU "
                         "gives the CPU's figures up to rounding)")
     args = parser.parse_args(argv)
@@ -111,7 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from puppet_master.loading import load_pipeline
 
                 pipe = load_pipeline(args.model, device=args.device, dtype=torch.float32)
-                method = evaluate.model_method(pipe, num_inference_steps=args.steps, seed=args.seed)
+                method = evaluate.model_method(pipe, num_inference_steps=args.steps, seed=args.seed,
+                                               guidance=tuple(args.guidance) if args.guidance else None)
             else:
                 method = evaluate.static_video if name == "static" else evaluate.shift_video
             logger.info("%s: %d clips", name, len(clip_paths))
@@ -121,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.exit(2, f"error: {exc}\n")
     write_json_atomic(out / "results.json", {
         "data": str(args.data), "num_clips": len(clip_paths), "tracker": nets.tracker.name, "steps": args.steps,
+        "guidance": args.guidance or "pipeline default",
         "seed": args.seed, "still_px": args.still_px, "margin": args.margin, "notes": nets.notes, "methods": results,
     })
     table = markdown(results, nets.tracker.name, len(clip_paths))

@@ -100,12 +100,16 @@ class PuppetMasterPipeline(DiffusionPipeline):
         scheduler: EulerDiscreteScheduler,
         feature_extractor: CLIPImageProcessor,
         untrained: bool = False,
+        default_min_guidance_scale: float = 1.0,
+        default_max_guidance_scale: float = 5.0,
     ):
         super().__init__()
         self.register_modules(
             vae=vae, image_encoder=image_encoder, unet=unet, scheduler=scheduler, feature_extractor=feature_extractor
         )
-        self.register_to_config(untrained=bool(untrained))
+        # the guidance a call uses when it names none: the paper's 1 -> 5, or what a model was trained for
+        self.register_to_config(untrained=bool(untrained), default_min_guidance_scale=float(default_min_guidance_scale),
+                                default_max_guidance_scale=float(default_max_guidance_scale))
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         #: run the two guidance branches as one batch (False: one after the other, less peak memory)
         self.batch_guidance = True
@@ -263,8 +267,8 @@ class PuppetMasterPipeline(DiffusionPipeline):
         *,
         num_frames: int = 14,
         num_inference_steps: int = 50,
-        min_guidance_scale: float = 1.0,
-        max_guidance_scale: float = 5.0,
+        min_guidance_scale: float | None = None,
+        max_guidance_scale: float | None = None,
         num_videos_per_prompt: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,
         decode_chunk_size: int | None = None,
@@ -283,7 +287,8 @@ class PuppetMasterPipeline(DiffusionPipeline):
                 sets makes B videos); None or [] for no drags.
             num_inference_steps: Euler steps (the paper uses 50).
             min_guidance_scale / max_guidance_scale: guidance weight of the first / last frame, linear
-                in between (1 -> 5 in the paper); 1 and 1 skip the unconditional branch.
+                in between (1 -> 5 in the paper); 1 and 1 skip the unconditional branch. None: the
+                model's ``default_min_guidance_scale`` / ``default_max_guidance_scale`` (config).
             num_videos_per_prompt: videos per drag set.
             generator: torch generator(s) for the initial noise (one per video when a list).
             decode_chunk_size: frames decoded at once (default: all frames of a video).
@@ -293,6 +298,10 @@ class PuppetMasterPipeline(DiffusionPipeline):
             crop: ``"none"`` (whole image) or ``"object"`` (square around the alpha bounding box).
         """
         # 1. check inputs
+        if min_guidance_scale is None:
+            min_guidance_scale = self.config.default_min_guidance_scale
+        if max_guidance_scale is None:
+            max_guidance_scale = self.config.default_max_guidance_scale
         self.check_inputs(
             num_frames, num_inference_steps, min_guidance_scale, max_guidance_scale, num_videos_per_prompt,
             decode_chunk_size, output_type, crop, callback_on_step_end, callback_on_step_end_tensor_inputs,

@@ -273,12 +273,12 @@ def _short(value: object, limit: int = 80) -> str:
 # --- job settings ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class JobSettings:
-    """How a job is generated. Defaults are the paper's inference settings (50 Euler steps,
-    guidance ramping from 1.0 on frame 0 to 5.0 on the last frame)."""
+    """How a job is generated. Defaults are the paper's inference settings (50 Euler steps) and
+    the model's own guidance ramp (None: for Puppet-Master 1.0 on frame 0 to 5.0 on the last frame)."""
 
     num_inference_steps: int = 50
-    min_guidance_scale: float = 1.0
-    max_guidance_scale: float = 5.0
+    min_guidance_scale: float | None = None
+    max_guidance_scale: float | None = None
     #: None: the server draws one and reports it in the result's settings
     seed: int | None = None
     #: send a small preview image with every n-th progress event; 0 sends none
@@ -297,8 +297,8 @@ class JobSettings:
         values = cls().to_json()
         values.update(data)
         steps = _int_in(values["num_inference_steps"], "num_inference_steps", MIN_STEPS, MAX_STEPS)
-        low = _float_in(values["min_guidance_scale"], "min_guidance_scale", 0.0, MAX_GUIDANCE)
-        high = _float_in(values["max_guidance_scale"], "max_guidance_scale", 0.0, MAX_GUIDANCE)
+        low, high = (None if values[name] is None else _float_in(values[name], name, 0.0, MAX_GUIDANCE)
+                     for name in ("min_guidance_scale", "max_guidance_scale"))
         seed = None if values["seed"] is None else _int_in(values["seed"], "seed", 0, MAX_SEED)
         preview = _int_in(values["preview_every"], "preview_every", 0, MAX_STEPS)
         return cls(steps, low, high, seed, preview)

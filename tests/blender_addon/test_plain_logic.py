@@ -153,6 +153,13 @@ def test_result_folder_and_frames(tmp_path):
 
 
 # --- jobs -----------------------------------------------------------------------------------
+def test_guidance_zero_asks_for_the_model_default_and_a_value_for_a_ramp_from_one():
+    model_default = job.GenerationSettings(steps=3).to_job_settings()
+    assert (model_default.min_guidance_scale, model_default.max_guidance_scale) == (None, None)
+    own = job.GenerationSettings(steps=3, guidance=4.0, seed=2).to_job_settings()
+    assert (own.min_guidance_scale, own.max_guidance_scale, own.seed) == (1.0, 4.0, 2)
+
+
 def test_job_with_backend_down_ends_in_a_clear_error():
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     client = GenerationClient(endpoint, server_timeout_s=0.5, request_timeout_s=5.0)

@@ -84,3 +84,23 @@ def test_first_frame_latent_is_the_unscaled_vae_mean(tiny_pipe, rgb_image):
 def test_guidance_of_one_runs_only_the_conditional_branch(tiny_pipe, rgb_image):
     (call,) = _capture_unet_inputs(tiny_pipe, rgb_image, min_guidance_scale=1.0, max_guidance_scale=1.0)
     assert call[0].shape[0] == 1 and call[2].abs().sum() > 0
+
+
+def test_a_call_without_guidance_uses_the_model_default_which_survives_saving(tiny_pipe, rgb_image, tmp_path):
+    from puppet_master.pipeline import PuppetMasterPipeline
+
+    assert (tiny_pipe.config.default_min_guidance_scale, tiny_pipe.config.default_max_guidance_scale) == (1.0, 5.0)
+    (paper,) = _capture_unet_inputs(tiny_pipe, rgb_image)[:1]
+    assert paper[0].shape[0] == 2  # 1 -> 5: both branches
+    tiny_pipe.register_to_config(default_max_guidance_scale=1.0)
+    try:
+        (own,) = _capture_unet_inputs(tiny_pipe, rgb_image)[:1]
+        assert own[0].shape[0] == 1  # the model's 1 -> 1: conditional branch only
+        implicit = generate(tiny_pipe, rgb_image, [DRAG_A]).frames
+        explicit = generate(tiny_pipe, rgb_image, [DRAG_A], min_guidance_scale=1.0, max_guidance_scale=1.0).frames
+        assert (implicit == explicit).all()
+        tiny_pipe.save_pretrained(tmp_path / "pipe")
+        loaded = PuppetMasterPipeline.from_pretrained(tmp_path / "pipe")
+        assert loaded.config.default_max_guidance_scale == 1.0
+    finally:
+        tiny_pipe.register_to_config(default_max_guidance_scale=5.0)

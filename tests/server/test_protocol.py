@@ -81,6 +81,10 @@ def test_drag_checks():
 
 def test_settings_ranges_and_unknown_keys():
     assert JobSettings.from_json({}) == JobSettings()
+    assert JobSettings().max_guidance_scale is None  # the model's own guidance unless a job names one
+    named = JobSettings.from_json({"min_guidance_scale": 1, "max_guidance_scale": 3.5})
+    assert (named.min_guidance_scale, named.max_guidance_scale) == (1.0, 3.5)
+    assert JobSettings.from_json(named.to_json()) == named
     assert JobSettings.from_json({"num_inference_steps": 200, "seed": 0}).num_inference_steps == 200
     for bad in ({"num_inference_steps": 0}, {"num_inference_steps": 201}, {"num_inference_steps": 2.5},
                 {"seed": -1}, {"min_guidance_scale": float("inf")}, {"max_guidance_scale": "5"}, {"colour": 1}):

@@ -93,8 +93,8 @@ def run(args: argparse.Namespace) -> int:
         "drags": [d.to_json() for d in drags],
         "num_frames": len(result.frames[0]),
         "num_inference_steps": args.steps,
-        "min_guidance_scale": args.min_guidance,
-        "max_guidance_scale": args.guidance,
+        "min_guidance_scale": pipe.config.default_min_guidance_scale if args.min_guidance is None else args.min_guidance,
+        "max_guidance_scale": pipe.config.default_max_guidance_scale if args.guidance is None else args.guidance,
         "decode_chunk_size": args.decode_chunk_size,
         "model": model_source(args),
         "device": str(pipe.device),
@@ -130,8 +130,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--crop", choices=CROP_MODES, default="none",
                         help="none: the whole image; object: a square around the alpha bounding box (2.2x)")
     parser.add_argument("--steps", type=int, default=50, help="denoising steps (default 50)")
-    parser.add_argument("--guidance", type=float, default=5.0, help="guidance weight of the last frame (default 5)")
-    parser.add_argument("--min-guidance", type=float, default=1.0, help="guidance weight of the first frame (default 1)")
+    parser.add_argument("--guidance", type=float, default=None,
+                        help="guidance weight of the last frame (default: the model's; 5 for Puppet-Master)")
+    parser.add_argument("--min-guidance", type=float, default=None,
+                        help="guidance weight of the first frame (default: the model's; 1 for Puppet-Master)")
     parser.add_argument("--seed", type=int, help="random seed (default: a random one, written to settings.json)")
     parser.add_argument("--num-videos", type=int, default=1, help="videos to generate (seeds SEED, SEED+1, ...)")
     parser.add_argument("--decode-chunk-size", type=int, help="frames the VAE decodes at once (less memory)")

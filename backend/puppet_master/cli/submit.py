@@ -130,8 +130,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--job", help="fetch this job id instead of submitting (e.g. after a disconnect)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--steps", type=int, default=defaults.num_inference_steps, help="denoising steps")
-    parser.add_argument("--min-guidance", type=float, default=defaults.min_guidance_scale)
-    parser.add_argument("--max-guidance", type=float, default=defaults.max_guidance_scale)
+    parser.add_argument("--min-guidance", type=float, default=defaults.min_guidance_scale,
+                        help="guidance of the first frame (default: the model's)")
+    parser.add_argument("--max-guidance", type=float, default=defaults.max_guidance_scale,
+                        help="guidance of the last frame (default: the model's; 5 for Puppet-Master)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: the server picks one)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="give up waiting after this many seconds")
     parser.set_defaults(func=run)
