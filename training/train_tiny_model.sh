@@ -29,14 +29,25 @@ CACHE_WORKERS=${CACHE_WORKERS:-4}
 EVAL_STEPS=${EVAL_STEPS:-25}
 EVAL=${EVAL:-1}                         # 0: export the held-out clips but leave the evaluation for later
 DEVICE=${DEVICE:-$($PY -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')}
+# ARCHIVE: a folder that receives a tar of each stage's result as soon as the stage ends (one file
+# per stage, each under 16 MB), so a machine taken away mid-run still leaves what was done.
+ARCHIVE=${ARCHIVE:-}
 
 mkdir -p "$WORK"
 stamp() { echo "[$(date +%H:%M:%S)] $*"; }
+archive() {  # archive NAME DIR PATH... : tar PATHs (relative to DIR) into $ARCHIVE/NAME.tar
+    [ -n "$ARCHIVE" ] || return 0
+    local name=$1 dir=$2
+    shift 2
+    mkdir -p "$ARCHIVE" && tar cf "$ARCHIVE/$name.tar" -C "$dir" "$@" && stamp "archived $ARCHIVE/$name.tar"
+}
 
 stamp "1/5 VAE and image encoder ($DEVICE)"
 $PY -m training.train_tiny_components --renders "$TRAIN" --out "$WORK/components" --preload --device "$DEVICE" \
     --vae-steps "$VAE_STEPS" --vae-batch "$VAE_BATCH" --vae-frames "$VAE_FRAMES" --max-minutes "$VAE_MINUTES" \
     --encoder-steps "$ENCODER_STEPS" --encoder-batch 64 --save-every 500 --no-progress
+
+archive components "$WORK/components" vae image_encoder feature_extractor vae_report.json encoder_report.json
 
 stamp "2/5 latent caches"
 pids=()
@@ -59,15 +70,19 @@ $PY -m training.train --config training/configs/tiny_trained.toml \
     --set train.max_steps="$UNET_STEPS" --set train.max_minutes="$UNET_MINUTES" \
     --set train.ema_decay=0.999 --set train.checkpoint_every=1000 --set train.log_every=50 --set train.cond_dropout=0.1
 
-stamp "4/5 pipeline"
 LATEST=$($PY -c 'import json, sys; print(json.load(open(sys.argv[1]))["checkpoint"])' "$WORK/unet/checkpoints/latest.json")
+archive unet_ema "$WORK/unet" "checkpoints/$LATEST/ema" logs/metrics.csv config.json
+
+stamp "4/5 pipeline"
 $PY -m training.assemble_pipeline --components "$WORK/components" --unet "$WORK/unet/checkpoints/$LATEST/ema" \
     --out "$WORK/pipeline"
 
 stamp "5/5 evaluation on the held-out clips"
 $PY -m training.export_dragamove --cache "$WORK/cache/heldout" --renders "$HELDOUT" --out "$WORK/eval/heldout"
+archive eval_heldout "$WORK/eval" heldout
 if [ "$EVAL" = 1 ]; then
     $PY -m training.evaluate_parts --data "$WORK/eval/heldout" --model "$WORK/pipeline" --out "$WORK/eval/result" \
         --steps "$EVAL_STEPS" --device "$DEVICE"
+    archive eval_result "$WORK/eval" result/results.json result/table.md
 fi
 stamp "done: $WORK/pipeline"
