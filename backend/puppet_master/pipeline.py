@@ -131,6 +131,11 @@ class PuppetMasterPipeline(DiffusionPipeline):
         return self._num_timesteps
 
     # ------------------------------------------------------------------ inputs
+    def resolve_guidance(self, min_scale: float | None, max_scale: float | None) -> tuple[float, float]:
+        """The guidance of the first and last frame a call uses: the given one, else the model's default."""
+        return (self.config.default_min_guidance_scale if min_scale is None else min_scale,
+                self.config.default_max_guidance_scale if max_scale is None else max_scale)
+
     def check_inputs(
         self,
         num_frames: int,
@@ -298,10 +303,7 @@ class PuppetMasterPipeline(DiffusionPipeline):
             crop: ``"none"`` (whole image) or ``"object"`` (square around the alpha bounding box).
         """
         # 1. check inputs
-        if min_guidance_scale is None:
-            min_guidance_scale = self.config.default_min_guidance_scale
-        if max_guidance_scale is None:
-            max_guidance_scale = self.config.default_max_guidance_scale
+        min_guidance_scale, max_guidance_scale = self.resolve_guidance(min_guidance_scale, max_guidance_scale)
         self.check_inputs(
             num_frames, num_inference_steps, min_guidance_scale, max_guidance_scale, num_videos_per_prompt,
             decode_chunk_size, output_type, crop, callback_on_step_end, callback_on_step_end_tensor_inputs,

@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     except GenerationCancelled as exc:
         raise CLIError(str(exc)) from exc
     seconds = time.monotonic() - start
+    guidance = pipe.resolve_guidance(args.min_guidance, args.guidance)
 
     # 3. write frames, preview and settings (one folder per video when there are several)
     settings = {
@@ -93,8 +94,8 @@ def run(args: argparse.Namespace) -> int:
         "drags": [d.to_json() for d in drags],
         "num_frames": len(result.frames[0]),
         "num_inference_steps": args.steps,
-        "min_guidance_scale": pipe.config.default_min_guidance_scale if args.min_guidance is None else args.min_guidance,
-        "max_guidance_scale": pipe.config.default_max_guidance_scale if args.guidance is None else args.guidance,
+        "min_guidance_scale": guidance[0],
+        "max_guidance_scale": guidance[1],
         "decode_chunk_size": args.decode_chunk_size,
         "model": model_source(args),
         "device": str(pipe.device),

@@ -146,15 +146,7 @@ def run_job(
     # 4. encode the frames
     model_s = time.monotonic() - started
     frames = [encode_png(frame) for frame in output.frames[0]]
-    used = {**settings.to_json(), "seed": seed,
-            "min_guidance_scale": _resolved(settings.min_guidance_scale, pipe, "default_min_guidance_scale"),
-            "max_guidance_scale": _resolved(settings.max_guidance_scale, pipe, "default_max_guidance_scale")}
+    low, high = pipe.resolve_guidance(settings.min_guidance_scale, settings.max_guidance_scale)
+    used = {**settings.to_json(), "seed": seed, "min_guidance_scale": low, "max_guidance_scale": high}
     return GenerationResult(frames, used, model_s, time.monotonic() - started - model_s)
 
-
-def _resolved(value: float | None, pipe: Any, default_key: str) -> float | None:
-    """The guidance a job used: its own, else the model's default (what the pipeline fell back to)."""
-    if value is not None:
-        return value
-    config = getattr(pipe, "config", None)
-    return getattr(config, default_key, None) if config is not None else None
