@@ -31,6 +31,14 @@ COLUMNS = (("me_drag", "ME drag origins ↓"), ("me_fg", "ME all foreground ↓"
            ("psnr", "PSNR ↑"), ("ssim", "SSIM ↑"))
 
 
+def _relative(value: float, baseline: float) -> str:
+    """'25% lower' / '12% higher': ``value`` against ``baseline``."""
+    if not baseline:
+        return "n/a (baseline 0)"
+    change = value / baseline - 1
+    return f"{abs(change):.0%} {'lower' if change < 0 else 'higher'}"
+
+
 def still_points(true: np.ndarray, drags: np.ndarray, tracker, *, still_px: float, margin: float) -> np.ndarray:
     """Foreground points of the first true frame that stay within ``still_px`` over the true video and
     lie ``margin`` pixels or more from every drag start."""
@@ -77,8 +85,8 @@ def markdown(results: dict[str, dict], tracker: str, num_clips: int) -> str:
         m, s, h = (results[k]["mean"] for k in ("model", "static", "shift")) if {"static", "shift"} <= set(results) \
             else (results["model"]["mean"], None, None)
         if s and h and m["me_drag"] is not None:
-            lines.append(f"ME at drag origins, model vs static: {1 - m['me_drag'] / s['me_drag']:+.0%} lower; "
-                         f"vs whole-image shift: {1 - m['me_drag'] / h['me_drag']:+.0%} lower. "
+            lines.append(f"ME at drag origins, model vs static: {_relative(m['me_drag'], s['me_drag'])}; "
+                         f"vs whole-image shift: {_relative(m['me_drag'], h['me_drag'])}. "
                          f"Still-foreground / drag-origin ME of the model: {m['me_still'] / m['me_drag']:.2f}.")
     return "\n".join(lines) + "\n"
 

@@ -113,6 +113,8 @@ class Trainer:
         self.accelerator = acc = Accelerator(
             cpu=cpu, mixed_precision=config.train.mixed_precision, gradient_accumulation_steps=self.accumulation
         )
+        if acc.device.type == "cuda":  # TF32 matmuls: full-precision weights, Tensor-Core speed
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         self.sharded = acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
         self.checkpoint_root = self.output_dir / "checkpoints"
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -24,11 +24,19 @@ UNET_BATCH=${UNET_BATCH:-64}
 UNET_LR=${UNET_LR:-1e-3}
 UNET_WARMUP=${UNET_WARMUP:-200}
 UNET_MINUTES=${UNET_MINUTES:-4.5}       # wall-clock cap of one U-Net run (checkpointed; re-run resumes)
+UNET_EMA=${UNET_EMA:-0.999}
+UNET_PRECISION=${UNET_PRECISION:-}      # no | bf16 | fp16 (default: bf16 on a GPU, no on the CPU)
 LOADER_WORKERS=${LOADER_WORKERS:-8}
 CACHE_WORKERS=${CACHE_WORKERS:-4}
 EVAL_STEPS=${EVAL_STEPS:-25}
 EVAL=${EVAL:-1}                         # 0: export the held-out clips but leave the evaluation for later
 DEVICE=${DEVICE:-$($PY -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')}
+[ -n "$UNET_PRECISION" ] || { [ "$DEVICE" = cuda ] && UNET_PRECISION=bf16 || UNET_PRECISION=no; }
+# COMPONENTS: a components folder of an earlier run (vae/, image_encoder/, feature_extractor/) to
+# reuse instead of training stage 1 again.
+COMPONENTS=${COMPONENTS:-}
+# STOP_AFTER: cache or unet ends the run after that stage (the rest runs elsewhere or later).
+STOP_AFTER=${STOP_AFTER:-}
 # ARCHIVE: a folder that receives a tar of each stage's result as soon as the stage ends (one file
 # per stage, each under 16 MB), so a machine taken away mid-run still leaves what was done.
 ARCHIVE=${ARCHIVE:-}
@@ -42,12 +50,21 @@ archive() {  # archive NAME DIR PATH... : tar PATHs (relative to DIR) into $ARCH
     mkdir -p "$ARCHIVE" && tar cf "$ARCHIVE/$name.tar" -C "$dir" "$@" && stamp "archived $ARCHIVE/$name.tar"
 }
 
-stamp "1/5 VAE and image encoder ($DEVICE)"
-$PY -m training.train_tiny_components --renders "$TRAIN" --out "$WORK/components" --preload --device "$DEVICE" \
-    --vae-steps "$VAE_STEPS" --vae-batch "$VAE_BATCH" --vae-frames "$VAE_FRAMES" --max-minutes "$VAE_MINUTES" \
-    --encoder-steps "$ENCODER_STEPS" --encoder-batch 64 --save-every 500 --no-progress
-
-archive components "$WORK/components" vae image_encoder feature_extractor vae_report.json encoder_report.json
+if [ -n "$COMPONENTS" ]; then
+    stamp "1/5 VAE and image encoder: reusing $COMPONENTS"
+    for part in vae image_encoder feature_extractor; do
+        [ -d "$COMPONENTS/$part" ] || { echo "COMPONENTS=$COMPONENTS has no $part/ folder" >&2; exit 2; }
+    done
+    if [ "$(realpath "$COMPONENTS")" != "$(realpath -m "$WORK/components")" ]; then
+        mkdir -p "$WORK/components" && cp -r "$COMPONENTS"/. "$WORK/components/"
+    fi
+else
+    stamp "1/5 VAE and image encoder ($DEVICE)"
+    $PY -m training.train_tiny_components --renders "$TRAIN" --out "$WORK/components" --preload --device "$DEVICE" \
+        --vae-steps "$VAE_STEPS" --vae-batch "$VAE_BATCH" --vae-frames "$VAE_FRAMES" --max-minutes "$VAE_MINUTES" \
+        --encoder-steps "$ENCODER_STEPS" --encoder-batch 64 --save-every 500 --no-progress
+    archive components "$WORK/components" vae image_encoder feature_extractor vae_report.json encoder_report.json
+fi
 
 stamp "2/5 latent caches"
 pids=()
@@ -60,6 +77,7 @@ done
 $PY -m training.cache_latents --renders "$HELDOUT" --svd "$WORK/components" --out "$WORK/cache/heldout" \
     --shard-size 16 --device "$DEVICE"
 for pid in "${pids[@]}"; do wait "$pid"; done
+if [ "$STOP_AFTER" = cache ]; then stamp "done: $WORK/cache (STOP_AFTER=cache)"; exit 0; fi
 
 stamp "3/5 U-Net"
 $PY -m training.train --config training/configs/tiny_trained.toml \
@@ -68,10 +86,12 @@ $PY -m training.train --config training/configs/tiny_trained.toml \
     --set data.batch_size="$UNET_BATCH" --set train.global_batch_size="$UNET_BATCH" \
     --set data.num_workers="$LOADER_WORKERS" --set optim.learning_rate="$UNET_LR" --set optim.lr_warmup_steps="$UNET_WARMUP" \
     --set train.max_steps="$UNET_STEPS" --set train.max_minutes="$UNET_MINUTES" \
-    --set train.ema_decay=0.999 --set train.checkpoint_every=1000 --set train.log_every=50 --set train.cond_dropout=0.1
+    --set train.ema_decay="$UNET_EMA" --set train.mixed_precision="\"$UNET_PRECISION\"" --set train.checkpoint_every=1000 --set train.log_every=50 --set train.cond_dropout=0.1
 
 LATEST=$($PY -c 'import json, sys; print(json.load(open(sys.argv[1]))["checkpoint"])' "$WORK/unet/checkpoints/latest.json")
 archive unet_ema "$WORK/unet" "checkpoints/$LATEST/ema" logs/metrics.csv config.json
+
+if [ "$STOP_AFTER" = unet ]; then stamp "done: $WORK/unet (STOP_AFTER=unet)"; exit 0; fi
 
 stamp "4/5 pipeline"
 $PY -m training.assemble_pipeline --components "$WORK/components" --unet "$WORK/unet/checkpoints/$LATEST/ema" \

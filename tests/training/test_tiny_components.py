@@ -74,3 +74,14 @@ def test_cached_clips_export_to_the_drag_a_move_format(latent_cache, renders, tm
                                             margin=8, save_dir=None)
     assert all(row["still_points"] > 0 for row in static["clips"])
     assert static["mean"]["me_still"] < 0.5
+
+
+def test_the_table_says_which_way_the_model_differs_from_the_baselines():
+    def method(me_drag):
+        return {"mean": {"psnr": 20.0, "ssim": 0.9, "lpips": None, "me_drag": me_drag, "me_fg": 5.0, "me_still": 2.0}}
+
+    table = evaluate_parts.markdown({"model": method(20.0), "static": method(16.0), "shift": method(40.0)}, "lk", 3)
+    assert "model vs static: 25% higher; vs whole-image shift: 50% lower." in table
+    assert "Still-foreground / drag-origin ME of the model: 0.10." in table
+    assert "n/a (baseline 0)" in evaluate_parts.markdown(
+        {"model": method(1.0), "static": method(0.0), "shift": method(2.0)}, "lk", 3)
