@@ -40,6 +40,36 @@ class Clip:
     frame_end: float
     #: (animation-data owner, NLA track name or None for an active action, action, slot or None)
     members: list[tuple] = field(default_factory=list)
+    #: what the channels this clip does not animate hold (shared by the clips of one find_clips call)
+    rest: RestState | None = None
+
+
+@dataclass
+class RestState:
+    """The values of every animatable transform before any clip plays: object transforms and shape-key
+    weights as imported, bones in their rest pose. Restored before each clip plays, so a channel the
+    clip does not animate never keeps the value the previous clip left in it."""
+
+    objects: dict[str, Matrix]
+    shape_keys: dict[tuple[str, str], float]
+
+    @classmethod
+    def capture(cls) -> RestState:
+        objects = {o.name: o.matrix_basis.copy() for o in bpy.data.objects}
+        keys = {(k.name, b.name): b.value for k in bpy.data.shape_keys for b in k.key_blocks}
+        return cls(objects, keys)
+
+    def restore(self) -> None:
+        for obj in bpy.data.objects:
+            if obj.name in self.objects:
+                obj.matrix_basis = self.objects[obj.name]
+            if obj.type == "ARMATURE" and obj.pose is not None:
+                for bone in obj.pose.bones:
+                    bone.matrix_basis = Matrix.Identity(4)
+        for key in bpy.data.shape_keys:
+            for block in key.key_blocks:
+                if (key.name, block.name) in self.shape_keys:
+                    block.value = self.shape_keys[(key.name, block.name)]
 
 
 def reset_scene() -> None:
@@ -140,11 +170,15 @@ def find_clips() -> list[Clip]:
         for owner, action, slot in actions:
             start, end = action.frame_range
             add(name, start, end, (owner, None, action, slot))
+    rest = RestState.capture()
+    for clip in clips.values():
+        clip.rest = rest
     return [clips[name] for name in sorted(clips)]
 
 
 def activate_clip(clip: Clip, all_clips: list[Clip]) -> None:
-    """Make ``clip`` the only animation that plays: other tracks muted, other actions unassigned."""
+    """Make ``clip`` the only animation that plays: other tracks muted, other actions unassigned, and
+    every transform back at its rest value (see :class:`RestState`)."""
     owners = {m[0] for c in all_clips for m in c.members}
     for owner in owners:
         ad = owner.animation_data
@@ -161,6 +195,8 @@ def activate_clip(clip: Clip, all_clips: list[Clip]) -> None:
             ad.action = action
             if slot is not None and hasattr(ad, "action_slot"):
                 ad.action_slot = slot
+    if clip.rest is not None:
+        clip.rest.restore()
 
 
 def set_frame(frame: float) -> None:

@@ -291,3 +291,44 @@ def test_fbx_and_blend_inputs(batch, tmp_path):
     assert fbx["base"] < 1e-5 and fbx["lid"] > 0.3
     blend = displacement("two_parts")
     assert blend["base"] > 0.1 and blend["lid"] > 0.3
+
+
+CLIP_HISTORY = """
+import json, sys
+from pathlib import Path
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+import bpy
+from dataset_tools import blender_scene as bs
+
+def vertices_of(second, frame, first=None):
+    bs.reset_scene()
+    bs.import_asset(Path(sys.argv[2]))
+    clips = {c.name: c for c in bs.find_clips()}
+    if first:
+        bs.activate_clip(clips[first], list(clips.values()))
+        bs.set_frame(clips[first].frame_start + 7)
+    bs.activate_clip(clips[second], list(clips.values()))
+    bs.set_frame(frame)
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    return np.concatenate([bs.world_vertices(o, depsgraph) for o in bs.geometry_objects()])
+
+result = {}
+for first, second in [("Wave", "Idle"), ("Jump", "Wave")]:
+    alone = vertices_of(second, 4)
+    result[f"{first}->{second}"] = float(np.abs(vertices_of(second, 4, first) - alone).max())
+    result[f"{first} vs {second}"] = float(np.abs(vertices_of(first, 4) - alone).max())
+print(json.dumps(result))
+"""
+
+
+def test_a_clip_poses_the_same_whatever_played_before(tmp_path):
+    """Bones a clip does not animate are at rest, not where the previous clip of the asset left them."""
+    script = tmp_path / "history.py"
+    script.write_text(CLIP_HISTORY)
+    result = subprocess.run([sys.executable, str(script), str(ROOT), str(ROBOT)], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    diffs = json.loads(result.stdout.strip().splitlines()[-1])
+    assert diffs["Wave->Idle"] < 1e-5 and diffs["Jump->Wave"] < 1e-5
+    assert diffs["Wave vs Idle"] > 0.05 and diffs["Jump vs Wave"] > 0.05  # the clips themselves differ
