@@ -11,6 +11,10 @@ split is decided by the seed range alone. Stages (each resumable, each shardable
    ``OUT/records/<split>/<id>.json``; assets with a record are skipped. Then ``OUT/manifest.json``.
 2. ``--render``: ``render.py`` per split into ``OUT/renders/<split>/`` (its own resume and report).
 3. drags (with ``--render``, unless ``--no-drags``): ``drags.json`` per clip (sample_drags).
+``--extra FILE.glb`` adds animated assets of other sources (``../shared/assets/RobotExpressive.glb``)
+to the training split as family ``external``: copied to ``OUT/glb/train/``, rendered and
+drag-sampled with the rest.
+
 4. lists: ``OUT/lists/<split>.json`` (asset ids) and ``<split>_clips.json`` (clip ids with drag
    samples), in the released id-list format, and ``OUT/categories.json`` (asset id -> family).
 
@@ -41,6 +45,7 @@ MANIFEST = "manifest.json"
 FORMAT = "puppet-master/procedural-corpus"
 VERSION = 1
 SPLITS = ("train", "heldout")
+EXTERNAL = "external"  # the family of --extra assets
 CHUNK = 25  # assets per generator process (a crash loses at most its unfinished ones; rerun resumes)
 
 
@@ -57,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--frames", type=int, default=24, help="frames per clip (24 fps)")
     g.add_argument("--max-clips", type=int, default=2, help="clips per asset at most")
     g.add_argument("--gen-workers", type=int, default=1, help="generator processes at a time")
+    g.add_argument("--extra", action="append", type=Path, default=[], metavar="GLB",
+                   help="an animated GLB of another source for the training split (repeatable)")
     g.add_argument("--shard", default="0/1", help="only assets with crc32(id) %% n == i")
     g = p.add_argument_group("rendering (render.py)")
     g.add_argument("--render", action="store_true", help="render the assets, sample drags and write the lists")
@@ -91,6 +98,15 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tup
     if train and heldout and train.start < heldout.stop and heldout.start < train.stop:
         problems.append(f"the train seeds {train.start}..{train.stop - 1} overlap the held-out seeds "
                         f"{heldout.start}..{heldout.stop - 1}; move --heldout-seed-start")
+    procedural = {a["id"] for a in planned_assets(args) if a["family"] != EXTERNAL}
+    stems = [path.stem for path in args.extra]
+    for path in args.extra:
+        if path.suffix.lower() != ".glb":
+            problems.append(f"--extra {path}: only .glb files (one file holds the whole asset)")
+        elif not path.is_file():
+            problems.append(f"--extra {path}: no such file")
+        if path.stem in procedural or stems.count(path.stem) > 1:
+            problems.append(f"--extra {path}: asset id {path.stem!r} is already taken; rename the file")
     try:
         shard = parse_shard(args.shard)
     except InputError as exc:
@@ -109,11 +125,35 @@ def planned_assets(args: argparse.Namespace) -> list[dict]:
         for family in args.families:
             for seed in range(start, start + count):
                 assets.append({"id": asset_id(family, seed), "family": family, "seed": seed, "split": split})
+    for path in args.extra:
+        assets.append({"id": path.stem, "family": EXTERNAL, "seed": None, "split": "train", "source": path})
     return assets
 
 
 def paths(out: Path, asset: dict) -> tuple[Path, Path]:
     return out / "glb" / asset["split"] / f"{asset['id']}.glb", out / "records" / asset["split"] / f"{asset['id']}.json"
+
+
+def add_external(out: Path, asset: dict) -> None:
+    """Copy an ``--extra`` asset into the corpus with its record (again when the source changed)."""
+    import hashlib
+    import shutil
+
+    from puppet_master.outputs import write_json_atomic
+
+    glb, record = paths(out, asset)
+    source = Path(asset["source"])
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    if record.is_file() and glb.is_file():
+        if json.loads(record.read_text()).get("sha256") == digest:
+            return
+        shutil.rmtree(out / "renders" / asset["split"] / asset["id"], ignore_errors=True)  # renders of the old file
+    glb.parent.mkdir(parents=True, exist_ok=True)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, glb)
+    write_json_atomic(record, {"id": asset["id"], "family": EXTERNAL, "split": asset["split"], "seed": None,
+                               "source": str(source.resolve()), "sha256": digest,
+                               "glb": str(glb.relative_to(out))})
 
 
 def _progress(total: int, desc: str, disable: bool):
@@ -127,7 +167,9 @@ def generate(args: argparse.Namespace, assets: list[dict]) -> list[dict]:
     todo = []
     for asset in assets:
         glb, record = paths(args.out, asset)
-        if not (glb.is_file() and record.is_file()):
+        if asset["family"] == EXTERNAL:
+            add_external(args.out, asset)
+        elif not (glb.is_file() and record.is_file()):
             todo.append(asset)
     print(f"generate: {len(assets) - len(todo)} of {len(assets)} assets done before, {len(todo)} to build", flush=True)
     if not todo:
@@ -197,7 +239,8 @@ def write_manifest(args: argparse.Namespace, assets: list[dict]) -> dict:
             missing.append(asset["id"])
     manifest = {
         "format": FORMAT, "version": VERSION,
-        "settings": {"families": args.families, "frames": args.frames, "max_clips": args.max_clips},
+        "settings": {"families": args.families, "frames": args.frames, "max_clips": args.max_clips,
+                     "extra": [str(path) for path in args.extra]},
         "splits": {
             "train": {"seed_range": [args.train_seed_start, args.train_seed_start + args.train]},
             "heldout": {"seed_range": [args.heldout_seed_start, args.heldout_seed_start + args.heldout]},

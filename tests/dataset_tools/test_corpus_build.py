@@ -111,3 +111,34 @@ def test_end_to_end_build_drags_land_on_moving_parts(tmp_path):
                    "--frames", "12", "--max-clips", "1", "--render", "--engine", "workbench", "--resolution", "64",
                    "--views", "2", "--render-frames", "8", "--points", "768", "--azimuth-offset", "40")
     assert "2 of 2 assets done before" in again.stdout and "'done-before': 2" in again.stdout
+
+
+ROBOT = ROOT.parent / "shared" / "assets" / "RobotExpressive.glb"
+
+
+def test_extra_assets_join_the_training_split(tmp_path):
+    """--extra: the shared RobotExpressive.glb rendered, drag-sampled and listed with the procedural assets."""
+    pytest.importorskip("bpy")
+    out = tmp_path / "corpus"
+    args = [str(out), "--families", "box", "--train", "0", "--heldout", "0", "--extra", str(ROBOT), "--render",
+            "--engine", "workbench", "--resolution", "64", "--views", "2", "--render-frames", "8", "--points", "768",
+            "--render-arg=--clips=Wave,Yes"]
+    _build(*args)
+    (record,) = json.loads((out / "manifest.json").read_text())["assets"]
+    assert record["id"] == "RobotExpressive" and record["family"] == "external" and record["split"] == "train"
+    assert (out / "glb" / "train" / "RobotExpressive.glb").read_bytes() == ROBOT.read_bytes()
+    rendered = sorted(p.parent.name for p in (out / "renders" / "train" / "RobotExpressive").glob("*/clip.json"))
+    assert rendered == ["Wave", "Yes"]
+    samples = [read_drags_json(out / "renders" / "train" / "RobotExpressive" / c / "drags.json")["samples"]
+               for c in rendered]
+    assert any(samples)
+    assert read_id_list(out / "lists" / "train.json") == ["RobotExpressive"]
+    assert json.loads((out / "categories.json").read_text()) == {"RobotExpressive": "external"}
+    frame = out / "renders" / "train" / "RobotExpressive" / "Wave" / "view_00" / "0000.png"
+    stamp = frame.stat().st_mtime_ns
+    _build(*args)  # unchanged source: nothing copied or rendered again
+    assert frame.stat().st_mtime_ns == stamp
+
+    bad = _build(str(out), "--extra", str(tmp_path / "missing.glb"), "--extra", str(ROBOT.with_suffix(".fbx")),
+                 check=False)
+    assert bad.returncode == 2 and "missing.glb: no such file" in bad.stderr and "only .glb files" in bad.stderr
