@@ -136,16 +136,31 @@ def foreground_weight(x: torch.Tensor, weight: float = 4.0) -> torch.Tensor:
     return 1.0 + weight * F.max_pool2d(fg, 5, stride=1, padding=2)
 
 
-def vae_loss(vae, frames: torch.Tensor, kl_weight: float,
-             num_frames: int | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+def chroma_error(recon: torch.Tensor, frames: torch.Tensor, pool: int = 8) -> torch.Tensor:
+    """Foreground-weighted L1 between the colours (RGB minus its grey level) of ``pool`` x ``pool``
+    means of two batches of frames: zero for any change of brightness alone."""
+    def chroma(x: torch.Tensor) -> torch.Tensor:
+        x = F.avg_pool2d(x, pool)
+        return x - x.mean(dim=1, keepdim=True)
+
+    weight = F.avg_pool2d(foreground_weight(frames), pool)
+    return ((chroma(recon) - chroma(frames)).abs() * weight).mean()
+
+
+def vae_loss(vae, frames: torch.Tensor, kl_weight: float, num_frames: int | None = None,
+             chroma_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """Foreground-weighted L1 reconstruction + ``kl_weight`` x KL of runs of frames: one video, or
-    several of ``num_frames`` frames each concatenated along the first axis."""
+    several of ``num_frames`` frames each concatenated along the first axis; plus ``chroma_weight``
+    x :func:`chroma_error`. Without that term a short run learns brightness only: colour moves the
+    per-pixel L1 little next to shape and shading (the first GPU VAE's latents held no colour)."""
     dist = vae.encode(frames).latent_dist
     z = dist.sample()
     recon = vae.decode(z, num_frames=num_frames or len(frames)).sample
     l1 = ((recon - frames).abs() * foreground_weight(frames)).mean()
     kl = dist.kl().mean() / z[0].numel()
-    return l1 + kl_weight * kl, {"l1": l1.item(), "kl": kl.item()}
+    chroma = chroma_error(recon, frames)
+    loss = l1 + kl_weight * kl + chroma_weight * chroma
+    return loss, {"l1": l1.item(), "kl": kl.item(), "chroma": chroma.item()}
 
 
 def clip_pixels(pixels: torch.Tensor, feature_extractor) -> torch.Tensor:

@@ -55,7 +55,8 @@ def _load_state(path: Path, model, optimizer, extra: torch.nn.Module | None = No
 
 def train_vae(source: tc.FrameSource, out: Path, *, steps: int, frames: int, crop: int | None, lr: float,
               kl_weight: float, save_every: int, seed: int, progress: bool = True,
-              max_seconds: float | None = None, batch: int = 1, device: str = "cpu") -> dict:
+              max_seconds: float | None = None, batch: int = 1, device: str = "cpu",
+              chroma_weight: float = 0.0) -> dict:
     """Train (or resume) the VAE for ``steps`` steps of ``batch`` videos (or until ``max_seconds`` of
     this run have passed), rescale its latents and save it to ``out/vae``."""
     final = out / "vae"
@@ -71,16 +72,16 @@ def train_vae(source: tc.FrameSource, out: Path, *, steps: int, frames: int, cro
     bar = tqdm(total=steps, initial=step, desc="vae", unit="step", disable=not progress)
     while step < steps:
         videos = source.runs(rng, batch, frames, crop).to(device, non_blocking=True)
-        loss, logs = tc.vae_loss(vae, videos, kl_weight, num_frames=frames)
+        loss, logs = tc.vae_loss(vae, videos, kl_weight, num_frames=frames, chroma_weight=chroma_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         optimizer.step()
         step += 1
         bar.update(1)
-        bar.set_postfix(l1=f"{logs['l1']:.4f}", kl=f"{logs['kl']:.2f}")
+        bar.set_postfix(l1=f"{logs['l1']:.4f}", kl=f"{logs['kl']:.2f}", chroma=f"{logs['chroma']:.4f}")
         if not progress and step % 25 == 0:
-            logger.info("vae step %d: l1 %.4f kl %.3f", step, logs["l1"], logs["kl"])
+            logger.info("vae step %d: l1 %.4f kl %.3f chroma %.4f", step, logs["l1"], logs["kl"], logs["chroma"])
         if step % save_every == 0 or step == steps:
             _save_state(state, step, vae, optimizer)
         if max_seconds is not None and time.monotonic() - start > max_seconds:
@@ -95,9 +96,11 @@ def train_vae(source: tc.FrameSource, out: Path, *, steps: int, frames: int, cro
         z = vae.encode(check[:frames]).latent_dist.mean
         recon = vae.decode(z, num_frames=frames).sample
         l1 = float((recon - check[:frames]).abs().mean())
+        chroma = float(tc.chroma_error(recon, check[:frames]))
     vae.to("cpu").save_pretrained(final, safe_serialization=True)
     report = {"vae_steps": step, "vae_frames": frames, "vae_crop": crop, "vae_batch": batch, "latent_scale_folded": factor,
-              "final_l1": logs.get("l1"), "check_l1_unweighted": l1, "vae_seconds_this_run": time.monotonic() - start}
+              "final_l1": logs.get("l1"), "check_l1_unweighted": l1, "check_chroma": chroma,
+              "chroma_weight": chroma_weight, "vae_seconds_this_run": time.monotonic() - start}
     (out / "vae_report.json").write_text(json.dumps(report, indent=2))
     return report
 
@@ -144,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--vae-batch", type=int, default=1, help="videos per VAE step")
     parser.add_argument("--vae-lr", type=float, default=1e-3)
     parser.add_argument("--kl-weight", type=float, default=1e-4)
+    parser.add_argument("--chroma-weight", type=float, default=1.0,
+                        help="weight of the colour term of the VAE loss (0: brightness and shape only)")
     parser.add_argument("--encoder-steps", type=int, default=400)
     parser.add_argument("--encoder-batch", type=int, default=16)
     parser.add_argument("--encoder-lr", type=float, default=1e-3)
@@ -172,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            kl_weight=args.kl_weight, save_every=args.save_every, seed=args.seed,
                            progress=not args.no_progress,
                            max_seconds=args.max_minutes * 60 if args.max_minutes else None,
-                           batch=args.vae_batch, device=args.device)
+                           batch=args.vae_batch, device=args.device, chroma_weight=args.chroma_weight)
         report.update(train_image_encoder(source, out, steps=args.encoder_steps, batch=args.encoder_batch,
                                           lr=args.encoder_lr, save_every=args.save_every, seed=args.seed,
                                           progress=not args.no_progress, device=args.device))

@@ -33,6 +33,17 @@ def test_folding_a_latent_scale_keeps_reconstructions():
     torch.testing.assert_close(recon_after, recon_before, atol=1e-4, rtol=1e-4)
 
 
+def test_chroma_error_sees_colour_not_brightness():
+    torch.manual_seed(0)
+    frames = torch.rand(2, 3, 32, 32) * 1.2 - 0.9  # objects (darker than white) fill the frames
+    assert float(tc.chroma_error(frames, frames)) == 0.0
+    assert float(tc.chroma_error(frames + 0.3, frames)) < 1e-6  # brighter, same colours
+    grey = frames.mean(dim=1, keepdim=True).expand_as(frames)
+    swapped = frames[:, [1, 2, 0]]  # same brightness, other colours
+    assert float(tc.chroma_error(grey, frames)) > 0.01
+    assert float(tc.chroma_error(swapped, frames)) > 0.01
+
+
 def test_component_training_writes_encoders_with_unit_scaled_latents(renders, tmp_path):
     out = tmp_path / "components"
     args = ["--renders", str(renders), "--out", str(out), "--resolution", str(RENDER_SIZE), "--vae-steps", "3",
@@ -41,6 +52,7 @@ def test_component_training_writes_encoders_with_unit_scaled_latents(renders, tm
     assert train_components(args) == 0
     report = json.loads((out / "vae_report.json").read_text())
     assert report["vae_steps"] == 3 and (out / "state_vae.pt").is_file()
+    assert report["chroma_weight"] == 1.0 and report["check_chroma"] >= 0.0
     encoders = Encoders.from_svd(out)
     frames = to_tensor([composite_on_white(_frame(t, 0, RENDER_SIZE), RENDER_SIZE) for t in range(NUM_FRAMES)])
     mean, std = encoders.encode_frames(frames)
