@@ -37,6 +37,11 @@ DEVICE=${DEVICE:-$($PY -c 'import torch; print("cuda" if torch.cuda.is_available
 COMPONENTS=${COMPONENTS:-}
 # STOP_AFTER: cache or unet ends the run after that stage (the rest runs elsewhere or later).
 STOP_AFTER=${STOP_AFTER:-}
+# TIME_BUDGET_S: the whole command ends within this many seconds (a machine lent by the minute): the
+# U-Net gets what the stages before it left, less UNET_RESERVE_S for its start, saving and archiving.
+TIME_BUDGET_S=${TIME_BUDGET_S:-}
+UNET_RESERVE_S=${UNET_RESERVE_S:-45}
+STARTED=$(date +%s)
 # ARCHIVE: a folder that receives a tar of each stage's result as soon as the stage ends (one file
 # per stage, each under 16 MB), so a machine taken away mid-run still leaves what was done.
 ARCHIVE=${ARCHIVE:-}
@@ -79,7 +84,11 @@ $PY -m training.cache_latents --renders "$HELDOUT" --svd "$WORK/components" --ou
 for pid in "${pids[@]}"; do wait "$pid"; done
 if [ "$STOP_AFTER" = cache ]; then stamp "done: $WORK/cache (STOP_AFTER=cache)"; exit 0; fi
 
-stamp "3/5 U-Net"
+if [ -n "$TIME_BUDGET_S" ]; then
+    UNET_MINUTES=$($PY -c "import sys; left = $TIME_BUDGET_S - ($(date +%s) - $STARTED) - $UNET_RESERVE_S; print(round(left / 60, 2)) if left >= 30 else sys.exit(1)") \
+        || { stamp "TIME_BUDGET_S spent before the U-Net; run again to go on"; exit 0; }
+fi
+stamp "3/5 U-Net ($UNET_MINUTES minutes at most)"
 $PY -m training.train --config training/configs/tiny_trained.toml \
     --set "output_dir=\"$WORK/unet\"" \
     --set "data.sources=[{name=\"procedural\", kind=\"cached\", path=\"$WORK/cache/train\", weight=1.0}]" \
