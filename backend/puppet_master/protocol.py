@@ -115,6 +115,11 @@ DEFAULT_MAX_QUEUE = 64  # jobs waiting (not counting running ones); `serve --max
 HEARTBEAT_INTERVAL_S = 1.0  # every peer sends a heartbeat when it has sent nothing for this long
 HEARTBEAT_LIVENESS = 3  # missed intervals before a peer is declared gone
 PEER_TIMEOUT_S = HEARTBEAT_INTERVAL_S * HEARTBEAT_LIVENESS  # silence after which a peer is gone
+# A worker's main thread answers heartbeats while its generation thread runs the model; on a
+# saturated machine (load 12 on 2 cores) that thread went unscheduled for over 3 s and healthy
+# workers were declared lost. The broker sees a local worker's process exit at once anyway, so
+# only a remote worker that vanishes waits this long to be noticed.
+WORKER_TIMEOUT_S = 15.0
 REQUEST_TIMEOUT_S = 10.0  # client: an unanswered request fails with TIMEOUT after this long
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import zmq
@@ -102,3 +103,37 @@ def test_unfinished_jobs_are_queued_again_after_a_restart(tmp_path):
             assert accepted.seq == 3  # acceptance order continues across restarts
     finally:
         second.close()
+
+
+def _raw_worker(running: RunningBroker) -> zmq.Socket:
+    """A worker written by hand on a DEALER socket: it says READY, then does only what the test makes it do."""
+    sock = running.context.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(running.broker.backend_endpoint)
+    sock.send_multipart(protocol.encode(protocol.READY, {"worker": {"id": "remote-test", "host": "elsewhere"}}))
+    return sock
+
+
+def test_a_remote_worker_is_lost_only_after_the_worker_timeout_of_silence(tmp_path):
+    running = RunningBroker(tmp_path / "results", worker_timeout_s=2.0)
+    worker = _raw_worker(running)
+    try:
+        with running.client() as c:
+            assert isinstance(_submit(c), pm.Accepted)
+            assert worker.poll(5000), "the broker never sent the job"
+            job = protocol.decode(worker.recv_multipart(), protocol.BROKER_TO_WORKER_TYPES)
+            assert job.type == protocol.JOB
+            # alive: heartbeats for twice the timeout keep the job running
+            until = time.monotonic() + 4.0
+            while time.monotonic() < until:
+                worker.send_multipart(protocol.encode(protocol.HEARTBEAT))
+                assert not c.wait_for(lambda e: isinstance(e, pm.JobError), 0.5)
+            # silent: the job fails with worker_lost after the timeout, not before
+            silent = time.monotonic()
+            error = c.wait_for(lambda e: isinstance(e, pm.JobError), 10)
+            waited = time.monotonic() - silent
+            assert isinstance(error, pm.JobError) and error.code == protocol.WORKER_LOST, error
+            assert 1.5 <= waited <= 4.0, waited
+    finally:
+        worker.close()
+        running.close()

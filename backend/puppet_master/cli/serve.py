@@ -133,7 +133,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--keep-jobs", type=int, default=100, help="finished jobs always kept (default %(default)s)")
     parser.add_argument("--keep-hours", type=float, default=24.0,
                         help="finished jobs younger than this are kept too (default %(default)s)")
-    parser.add_argument("--worker-timeout", type=float, default=protocol.PEER_TIMEOUT_S,
+    parser.add_argument("--worker-timeout", type=float, default=protocol.WORKER_TIMEOUT_S,
                         help="seconds without a worker heartbeat before its job fails (default %(default)s)")
     add_model_arguments(parser)
     parser.set_defaults(func=run)

@@ -51,7 +51,7 @@ class Broker:
         backend: str = "tcp://127.0.0.1:*",
         curve_keys: tuple[bytes, bytes] | None = None,
         max_queue: int = protocol.DEFAULT_MAX_QUEUE,
-        worker_timeout_s: float = protocol.PEER_TIMEOUT_S,
+        worker_timeout_s: float = protocol.WORKER_TIMEOUT_S,
         heartbeat_interval_s: float = protocol.HEARTBEAT_INTERVAL_S,
         context: zmq.Context | None = None,
     ) -> None:
