@@ -11,12 +11,12 @@ split is decided by the seed range alone. Stages (each resumable, each shardable
    ``OUT/records/<split>/<id>.json``; assets with a record are skipped. Then ``OUT/manifest.json``.
 2. ``--render``: ``render.py`` per split into ``OUT/renders/<split>/`` (its own resume and report).
 3. drags (with ``--render``, unless ``--no-drags``): ``drags.json`` per clip (sample_drags).
+4. lists: ``OUT/lists/<split>.json`` (asset ids) and ``<split>_clips.json`` (clip ids with drag
+   samples), in the released id-list format, and ``OUT/categories.json`` (asset id -> family).
+
 ``--extra FILE.glb`` adds animated assets of other sources (``../shared/assets/RobotExpressive.glb``)
 to the training split as family ``external``: copied to ``OUT/glb/train/``, rendered and
 drag-sampled with the rest.
-
-4. lists: ``OUT/lists/<split>.json`` (asset ids) and ``<split>_clips.json`` (clip ids with drag
-   samples), in the released id-list format, and ``OUT/categories.json`` (asset id -> family).
 
 docs/corpus.md describes the families, the manifest and the layout.
 """

@@ -27,18 +27,17 @@ from training.cache_latents import composite_on_white
 SIZE = 256
 
 
-def still_points(folder: Path, view: int, starts: np.ndarray, *, still_px: float, margin: float, count: int,
-                 seed: int = 0) -> np.ndarray:
+def still_points(clip: clip_folder.Clip, view: int, starts: np.ndarray, *, still_px: float, margin: float,
+                 count: int, seed: int = 0) -> np.ndarray:
     """Up to ``count`` normalised (x, y) points of the view that stay still and lie ``margin`` px
     (at 256x256) from every drag start."""
-    tracks = np.load(folder / clip_folder.TRACKS_FILE)
-    k_matrices, world_to_camera, (width, height) = cameras.load_camera_arrays(
-        json.loads((folder / "cameras.json").read_text()))
+    tracks = clip.tracks
+    k_matrices, world_to_camera, (width, height) = cameras.load_camera_arrays(clip.cameras)
     pixels = np.stack([cameras.project(frame, k_matrices[view], world_to_camera[view])[0]
-                       for frame in tracks["points"]])  # (T, P, 2)
+                       for frame in tracks.points])  # (T, P, 2)
     scale = np.array([SIZE / width, SIZE / height])
     motion = np.linalg.norm(pixels - pixels[:1], axis=-1).max(axis=0) * scale.max()
-    visible = tracks["visibility"][view].all(axis=0)
+    visible = tracks.visibility[view].all(axis=0)
     first = pixels[0] * scale
     far = np.linalg.norm(first[:, None] - starts[None] * SIZE, axis=-1).min(axis=1) >= margin
     keep = np.flatnonzero(visible & far & (motion < still_px))
@@ -49,21 +48,20 @@ def still_points(folder: Path, view: int, starts: np.ndarray, *, still_px: float
 
 def export(folder: str | Path, view: int, out: str | Path, *, sample: int = 0, still_px: float = 0.5,
            margin: float = 48.0, count: int = 12) -> dict:
-    folder, out = Path(folder), Path(out)
-    doc = drag_schema.read_drags_json(folder / drag_schema.DRAGS_FILE)
+    clip, out = clip_folder.load_clip(folder), Path(out)
+    doc = drag_schema.read_drags_json(clip.folder / drag_schema.DRAGS_FILE)
     samples = [s for s in doc["samples"] if s["view"] == view]
     if not samples:
-        raise ValueError(f"{folder}: no drag sample for view {view}")
+        raise ValueError(f"{clip.folder}: no drag sample for view {view}")
     drags = np.asarray(samples[sample]["drags"], dtype=float)  # (T, K, 4)
     pairs = np.concatenate([drags[0, :, :2], drags[-1, :, 2:]], axis=1)
-    still = still_points(folder, view, pairs[:, :2], still_px=still_px, margin=margin, count=count)
+    still = still_points(clip, view, pairs[:, :2], still_px=still_px, margin=margin, count=count)
     if len(still) == 0:
-        raise ValueError(f"{folder} view {view}: no still point {margin} px away from the drags")
-    with Image.open(folder / clip_folder.FRAME_NAME.format(view=view, frame=0)) as im:
+        raise ValueError(f"{clip.folder} view {view}: no still point {margin} px away from the drags")
+    with Image.open(clip.frame_path(view, 0)) as im:
         composite_on_white(im, SIZE).save(out)
-    clip = json.loads((folder / clip_folder.CLIP_FILE).read_text())
     record = {
-        "source": {"asset_id": clip.get("asset_id"), "clip": clip.get("clip"), "view": view, "frame": 0},
+        "source": {"asset_id": clip.asset_id, "clip": clip.name, "view": view, "frame": 0},
         "drags": np.round(pairs, 4).tolist(),
         "still_points": np.round(still, 4).tolist(),
         "still_px": still_px,
@@ -85,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         record = export(args.clip, args.view, args.out, sample=args.sample, still_px=args.still_px,
                         margin=args.margin)
-    except (ValueError, OSError, drag_schema.DragFileError) as exc:
+    except (ValueError, OSError, drag_schema.DragFileError) as exc:  # ClipError is a ValueError
         parser.exit(2, f"error: {exc}\n")
     print(json.dumps(record["drags"]))
     return 0

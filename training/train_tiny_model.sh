@@ -41,6 +41,9 @@ STOP_AFTER=${STOP_AFTER:-}
 # U-Net gets what the stages before it left, less UNET_RESERVE_S for its start, saving and archiving.
 TIME_BUDGET_S=${TIME_BUDGET_S:-}
 UNET_RESERVE_S=${UNET_RESERVE_S:-45}
+for knob in TIME_BUDGET_S UNET_RESERVE_S; do
+    [[ "${!knob}" =~ ^[0-9]*$ ]] || { echo "$knob must be whole seconds, got '${!knob}'" >&2; exit 2; }
+done
 STARTED=$(date +%s)
 # ARCHIVE: a folder that receives a tar of each stage's result as soon as the stage ends (one file
 # per stage, each under 16 MB), so a machine taken away mid-run still leaves what was done.
@@ -85,8 +88,9 @@ for pid in "${pids[@]}"; do wait "$pid"; done
 if [ "$STOP_AFTER" = cache ]; then stamp "done: $WORK/cache (STOP_AFTER=cache)"; exit 0; fi
 
 if [ -n "$TIME_BUDGET_S" ]; then
-    UNET_MINUTES=$($PY -c "import sys; left = $TIME_BUDGET_S - ($(date +%s) - $STARTED) - $UNET_RESERVE_S; print(round(left / 60, 2)) if left >= 30 else sys.exit(1)") \
-        || { stamp "TIME_BUDGET_S spent before the U-Net; run again to go on"; exit 0; }
+    left=$(( TIME_BUDGET_S - ($(date +%s) - STARTED) - UNET_RESERVE_S ))
+    [ "$left" -ge 30 ] || { stamp "TIME_BUDGET_S spent before the U-Net; run again to go on"; exit 0; }
+    UNET_MINUTES=$(printf "%d.%02d" $((left / 60)) $((left % 60 * 100 / 60)))
 fi
 stamp "3/5 U-Net ($UNET_MINUTES minutes at most)"
 $PY -m training.train --config training/configs/tiny_trained.toml \

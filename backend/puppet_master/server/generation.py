@@ -149,4 +149,3 @@ def run_job(
     low, high = pipe.resolve_guidance(settings.min_guidance_scale, settings.max_guidance_scale)
     used = {**settings.to_json(), "seed": seed, "min_guidance_scale": low, "max_guidance_scale": high}
     return GenerationResult(frames, used, model_s, time.monotonic() - started - model_s)
-
