@@ -12,6 +12,7 @@ import pytest
 from dataset_tools.clip_folder import load_clip
 from dataset_tools.drag_schema import read_drags_json
 from dataset_tools.id_lists import read_id_list
+from tests.shared_data import SHARED
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "dataset_tools" / "build_corpus.py"
@@ -113,7 +114,7 @@ def test_end_to_end_build_drags_land_on_moving_parts(tmp_path):
     assert "2 of 2 assets done before" in again.stdout and "'done-before': 2" in again.stdout
 
 
-ROBOT = ROOT.parent / "shared" / "assets" / "RobotExpressive.glb"
+ROBOT = SHARED / "assets" / "RobotExpressive.glb"
 
 
 def test_extra_assets_join_the_training_split(tmp_path):

@@ -10,8 +10,7 @@ from dataset_tools.clip_metrics import FEATURES, clip_metrics
 from dataset_tools.curate import main
 from dataset_tools.id_lists import ListError, read_id_list, read_labels, write_id_list
 from dataset_tools.rf_filter import FilterError, load_filter
-
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+from tests.shared_data import SHARED
 
 
 def test_metrics_of_a_translation():

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from dataset_tools import download, render_plan
+from tests.shared_data import SHARED
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared"
 UIDS = [f"{i:032x}" for i in range(1, 7)]
 
 

@@ -17,9 +17,9 @@ import pytest
 from PIL import Image
 
 from puppet_master import cameras
+from tests.shared_data import SHARED
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared"
 ROBOT = SHARED / "assets" / "RobotExpressive.glb"
 RENDER = ROOT / "dataset_tools" / "render.py"
 PROCEDURAL = ROOT / "dataset_tools" / "procedural.py"

@@ -19,6 +19,7 @@ from dataset_tools.curate import review_strip_paths
 from dataset_tools.drag_schema import read_drags_json
 from dataset_tools.sample_drags import main as sample_main
 from puppet_master import cameras
+from tests.shared_data import SHARED
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 96
@@ -144,7 +145,7 @@ def test_curation_reads_real_render_folders(renders):
 def test_skinned_character_drags_follow_its_bones(tmp_path):
     """RobotExpressive waving: drags group by bone, the waving arm moves most, planted feet get none."""
     pytest.importorskip("bpy")
-    robot = ROOT.parent / "shared" / "assets" / "RobotExpressive.glb"
+    robot = SHARED / "assets" / "RobotExpressive.glb"
     if not robot.is_file():
         pytest.skip(f"{robot} is absent (CI has ../shared beside the checkout)")
     _run([str(ROOT / "dataset_tools" / "render.py"), str(robot), "--out", str(tmp_path), "--clips", "Wave",

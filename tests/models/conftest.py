@@ -6,9 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.shared_data import SHARED
+
 ROOT = Path(__file__).resolve().parents[2]
-GOLDEN = ROOT.parent / "shared" / "golden"
-SPEC = ROOT.parent / "shared" / "spec"
+GOLDEN = SHARED / "golden"
+SPEC = SHARED / "spec"
 
 # the smallest configuration diffusers' blocks allow (GroupNorm(32) needs 32 channels)
 TINY_CONFIG = {

@@ -16,8 +16,9 @@ from puppet_master.cli import main
 from puppet_master.loading import ModelLoadError, load_pipeline, resolve_dtype
 from puppet_master.pipeline import PuppetMasterPipeline
 from puppet_master.tiny import TINY_UNET_CONFIG, tiny_components
+from tests.shared_data import SHARED
 
-GOLDEN_MODEL = Path(__file__).resolve().parents[2].parent / "shared" / "golden" / "unet_small.model.safetensors"
+GOLDEN_MODEL = SHARED / "golden" / "unet_small.model.safetensors"
 TINY_DRAG_OPTIONS = ["--pos-embed-dim", "8", "--drag-channels", "16,16"]
 
 

@@ -14,10 +14,10 @@ from PIL import Image
 
 from dataset_tools import drag_schema
 from puppet_master.tiny import TINY_CROSS_ATTENTION_DIM, tiny_components
+from tests.shared_data import SHARED
 from training.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared"
 DRAG_A_MOVE = SHARED / "data" / "drag-a-move-test"
 RENDER_SIZE = 64  # tiny latents keep CPU steps fast
 NUM_FRAMES = 14
