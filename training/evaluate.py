@@ -4,6 +4,7 @@
     python -m training.evaluate --data ... --svd SVD_DIR --unet runs/paper/checkpoints/checkpoint-00012500/ema
     python -m training.evaluate --data ... --method static        # first frame repeated
     python -m training.evaluate --data ... --method shift         # the whole image follows the drags
+    python -m training.evaluate --data ... --model DIR --method autoencoder  # the true video through the VAE
 
 For every clip: the first true frame and the drags go to the method; the 14 generated frames are
 compared with the true frames (the clip's GIF, resized to 256x256) by PSNR, SSIM and LPIPS per frame,
@@ -39,7 +40,7 @@ from training.trackers import CoTrackerTracker, LucasKanadeTracker
 logger = logging.getLogger(__name__)
 
 SIZE = 256
-METHODS = ("model", "static", "shift")
+METHODS = ("model", "static", "shift", "autoencoder")
 PAPER_ROW = {"psnr": 24.41, "ssim": 0.927, "lpips": 0.085, "fvd": 246.99, "me_drag": 12.21, "me_fg": 3.53}
 COLUMNS = (("psnr", "PSNR ↑", 2), ("ssim", "SSIM ↑", 3), ("lpips", "LPIPS ↓", 3), ("fvd", "FVD ↓", 2),
            ("me_drag", "ME drag ↓", 2), ("me_fg", "ME fg ↓", 2))
@@ -91,6 +92,24 @@ def shift_video(first: np.ndarray, drags: np.ndarray) -> np.ndarray:
     return np.stack(frames)
 
 
+def autoencoder_method(vae) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """Ceiling of a latent space: the *true* video encoded (latent means) and decoded by ``vae``.
+
+    No generator working in that latent space can do better than its own autoencoder, so the
+    metrics of this method bound what training the U-Net alone can reach."""
+    device, dtype = vae.device, vae.dtype
+
+    @torch.no_grad()
+    def reconstruct(true: np.ndarray, drags: np.ndarray) -> np.ndarray:
+        pixels = torch.from_numpy(true).permute(0, 3, 1, 2).to(device, dtype) / 127.5 - 1.0
+        latents = torch.cat([vae.encode(chunk).latent_dist.mode() for chunk in pixels.split(7)])
+        frames = vae.decode(latents, num_frames=len(latents)).sample.float().clamp(-1, 1)
+        return ((frames + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+    reconstruct.sees_true_video = True
+    return reconstruct
+
+
 def model_method(pipe, *, num_inference_steps: int, seed: int,
                  guidance: tuple[float, float] | None = None) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """The pipeline as a method; ``guidance`` (first, last frame) overrides the pipeline's default."""
@@ -116,12 +135,14 @@ def evaluate_clips(
     clip_paths: Sequence[Path], method: Callable[[np.ndarray, np.ndarray], np.ndarray], nets: MetricNetworks,
     *, save_dir: Path | None = None, progress: bool = True,
 ) -> dict:
+    """Measure ``method`` on every clip. A method is called with the first true frame and the drags, or
+    with the whole true video if it has ``sees_true_video`` set (the autoencoder ceiling)."""
     rows, real_videos, fake_videos = [], [], []
     for path in tqdm(clip_paths, desc="evaluating", unit="clip", disable=not progress):
         clip = dragamove.load_clip(path)
         true = dragamove.read_gif_frames(clip.gif_path, SIZE)
         drags = clip.drags.numpy()
-        fake = method(true[0], drags)
+        fake = method(true if getattr(method, "sees_true_video", False) else true[0], drags)
         if fake.shape != true.shape:
             raise ValueError(f"{path.name}: the method made {fake.shape}, the true video is {true.shape}")
         tracks = {}
@@ -208,11 +229,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         clip_paths = dragamove.find_clips(args.data)[: args.limit]
         nets = load_metric_networks(args.metrics_dir, require_all=args.require_all, device=args.device)
-        results = {}
+        results, pipe = {}, None
         for name in methods:
+            if name in ("model", "autoencoder"):
+                pipe = pipe or build_model_pipeline(args, args.device)
             if name == "model":
-                method = model_method(build_model_pipeline(args, args.device), num_inference_steps=args.steps,
-                                      seed=args.seed)
+                method = model_method(pipe, num_inference_steps=args.steps, seed=args.seed)
+            elif name == "autoencoder":
+                method = autoencoder_method(pipe.vae)
             else:
                 method = static_video if name == "static" else shift_video
             save = None if args.no_gifs else out / "gifs" / name

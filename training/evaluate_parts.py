@@ -2,6 +2,7 @@
 should stay still, for the model and the "static" and "whole image follows the drag" baselines.
 
     python -m training.evaluate_parts --data eval/heldout --model backend/puppet_master/weights --out eval/result
+    python -m training.evaluate_parts ... --methods model static shift autoencoder   # + the VAE's ceiling
 
 For every clip and method the video is made once and measured with ``training.evaluate`` (PSNR,
 SSIM, LPIPS when available, Motion Error at the drag origins and over all foreground points), and
@@ -62,6 +63,8 @@ def evaluate_method(clip_paths: Sequence[Path], method: Callable, nets: evaluate
         videos.append(method(first, drags))
         return videos[-1]
 
+    keep.sees_true_video = getattr(method, "sees_true_video", False)
+
     result = evaluate.evaluate_clips(clip_paths, keep, nets, save_dir=save_dir, progress=False)
     for row, path, fake in zip(result["clips"], clip_paths, videos, strict=True):
         clip = dragamove.load_clip(path)
@@ -81,6 +84,9 @@ def markdown(results: dict[str, dict], tracker: str, num_clips: int) -> str:
                  for k, _ in COLUMNS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", f"{num_clips} held-out clips at 256x256; Motion Error in pixels, tracks by {tracker}."]
+    if "autoencoder" in results:
+        lines.append("autoencoder: the true video encoded and decoded by the model's VAE, the best any U-Net "
+                     "working in its latent space can reach.")
     if "model" in results:
         m, s, h = (results[k]["mean"] for k in ("model", "static", "shift")) if {"static", "shift"} <= set(results) \
             else (results["model"]["mean"], None, None)
@@ -115,12 +121,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         clip_paths = dragamove.find_clips(args.data)[: args.limit]
         metrics_dir = args.metrics_dir or (out / "no-metric-networks")
         nets = evaluate.load_metric_networks(metrics_dir)
-        results = {}
+        results, pipe = {}, None
         for name in args.methods:
-            if name == "model":
+            if name in ("model", "autoencoder") and pipe is None:
                 from puppet_master.loading import load_pipeline
 
                 pipe = load_pipeline(args.model, device=args.device, dtype=torch.float32)
+            if name == "autoencoder":
+                method = evaluate.autoencoder_method(pipe.vae)
+            elif name == "model":
                 method = evaluate.model_method(pipe, num_inference_steps=args.steps, seed=args.seed,
                                                guidance=tuple(args.guidance) if args.guidance else None)
             else:

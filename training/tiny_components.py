@@ -41,11 +41,12 @@ CLIP_CONFIG = {
 THUMBNAIL = 8
 
 
-def build_vae(seed: int = 0):
+def build_vae(seed: int = 0, latent_channels: int | None = None):
     from diffusers import AutoencoderKLTemporalDecoder
 
     torch.manual_seed(seed)
-    return AutoencoderKLTemporalDecoder(**VAE_CONFIG)
+    config = dict(VAE_CONFIG, **({"latent_channels": latent_channels} if latent_channels else {}))
+    return AutoencoderKLTemporalDecoder(**config)
 
 
 def build_image_encoder(seed: int = 0):

@@ -56,14 +56,14 @@ def _load_state(path: Path, model, optimizer, extra: torch.nn.Module | None = No
 def train_vae(source: tc.FrameSource, out: Path, *, steps: int, frames: int, crop: int | None, lr: float,
               kl_weight: float, save_every: int, seed: int, progress: bool = True,
               max_seconds: float | None = None, batch: int = 1, device: str = "cpu",
-              chroma_weight: float = 0.0) -> dict:
+              chroma_weight: float = 0.0, latent_channels: int | None = None) -> dict:
     """Train (or resume) the VAE for ``steps`` steps of ``batch`` videos (or until ``max_seconds`` of
     this run have passed), rescale its latents and save it to ``out/vae``."""
     final = out / "vae"
     if (final / "config.json").is_file():
         logger.info("%s exists: VAE already trained", final)
         return json.loads((out / "vae_report.json").read_text())
-    vae = tc.build_vae(seed).train().to(device)
+    vae = tc.build_vae(seed, latent_channels).train().to(device)
     optimizer = torch.optim.Adam(vae.parameters(), lr=lr)
     state = _state_path(out, "vae")
     step = _load_state(state, vae, optimizer)
@@ -98,7 +98,7 @@ def train_vae(source: tc.FrameSource, out: Path, *, steps: int, frames: int, cro
         l1 = float((recon - check[:frames]).abs().mean())
         chroma = float(tc.chroma_error(recon, check[:frames]))
     vae.to("cpu").save_pretrained(final, safe_serialization=True)
-    report = {"vae_steps": step, "vae_frames": frames, "vae_crop": crop, "vae_batch": batch, "latent_scale_folded": factor,
+    report = {"vae_steps": step, "latent_channels": vae.config.latent_channels, "vae_frames": frames, "vae_crop": crop, "vae_batch": batch, "latent_scale_folded": factor,
               "final_l1": logs.get("l1"), "check_l1_unweighted": l1, "check_chroma": chroma,
               "chroma_weight": chroma_weight, "vae_seconds_this_run": time.monotonic() - start}
     (out / "vae_report.json").write_text(json.dumps(report, indent=2))
@@ -146,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--vae-crop", type=int, default=128, help="random square window per VAE step (0: whole frame)")
     parser.add_argument("--vae-batch", type=int, default=1, help="videos per VAE step")
     parser.add_argument("--vae-lr", type=float, default=1e-3)
+    parser.add_argument("--latent-channels", type=int, default=tc.VAE_CONFIG["latent_channels"],
+                        help="channels of the 16x16 latent (the U-Net's in_channels is twice this)")
     parser.add_argument("--kl-weight", type=float, default=1e-4)
     parser.add_argument("--chroma-weight", type=float, default=1.0,
                         help="weight of the colour term of the VAE loss (0: brightness and shape only)")
@@ -177,7 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                            kl_weight=args.kl_weight, save_every=args.save_every, seed=args.seed,
                            progress=not args.no_progress,
                            max_seconds=args.max_minutes * 60 if args.max_minutes else None,
-                           batch=args.vae_batch, device=args.device, chroma_weight=args.chroma_weight)
+                           batch=args.vae_batch, device=args.device, chroma_weight=args.chroma_weight,
+                           latent_channels=args.latent_channels)
         report.update(train_image_encoder(source, out, steps=args.encoder_steps, batch=args.encoder_batch,
                                           lr=args.encoder_lr, save_every=args.save_every, seed=args.seed,
                                           progress=not args.no_progress, device=args.device))

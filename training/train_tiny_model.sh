@@ -18,6 +18,7 @@ VAE_STEPS=${VAE_STEPS:-4000}           # VAE optimiser steps (videos of VAE_FRAM
 VAE_BATCH=${VAE_BATCH:-16}
 VAE_FRAMES=${VAE_FRAMES:-4}
 VAE_MINUTES=${VAE_MINUTES:-2.5}         # wall-clock cap of the VAE (it finishes with the steps done)
+LATENT_CHANNELS=${LATENT_CHANNELS:-16}  # channels of the VAE's 16x16 latents (the U-Net takes twice this)
 ENCODER_STEPS=${ENCODER_STEPS:-1500}
 UNET_STEPS=${UNET_STEPS:-20000}
 UNET_BATCH=${UNET_BATCH:-64}
@@ -70,6 +71,7 @@ else
     stamp "1/5 VAE and image encoder ($DEVICE)"
     $PY -m training.train_tiny_components --renders "$TRAIN" --out "$WORK/components" --preload --device "$DEVICE" \
         --vae-steps "$VAE_STEPS" --vae-batch "$VAE_BATCH" --vae-frames "$VAE_FRAMES" --max-minutes "$VAE_MINUTES" \
+        --latent-channels "$LATENT_CHANNELS" \
         --encoder-steps "$ENCODER_STEPS" --encoder-batch 64 --save-every 500 --no-progress
     archive components "$WORK/components" vae image_encoder feature_extractor vae_report.json encoder_report.json
 fi
@@ -92,9 +94,12 @@ if [ -n "$TIME_BUDGET_S" ]; then
     [ "$left" -ge 30 ] || { stamp "TIME_BUDGET_S spent before the U-Net; run again to go on"; exit 0; }
     UNET_MINUTES=$(printf "%d.%02d" $((left / 60)) $((left % 60 * 100 / 60)))
 fi
-stamp "3/5 U-Net ($UNET_MINUTES minutes at most)"
+# the U-Net fits the latents of whichever VAE made the caches (trained above or reused)
+C=$($PY -c 'import json, sys; print(json.load(open(sys.argv[1]))["latent_channels"])' "$WORK/components/vae/config.json")
+stamp "3/5 U-Net ($UNET_MINUTES minutes at most; $C latent channels)"
 $PY -m training.train --config training/configs/tiny_trained.toml \
     --set "output_dir=\"$WORK/unet\"" \
+    --set model.unet_config.in_channels=$((2 * C)) --set model.unet_config.out_channels="$C" \
     --set "data.sources=[{name=\"procedural\", kind=\"cached\", path=\"$WORK/cache/train\", weight=1.0}]" \
     --set data.batch_size="$UNET_BATCH" --set train.global_batch_size="$UNET_BATCH" \
     --set data.num_workers="$LOADER_WORKERS" --set optim.learning_rate="$UNET_LR" --set optim.lr_warmup_steps="$UNET_WARMUP" \

@@ -104,6 +104,12 @@ class PuppetMasterPipeline(DiffusionPipeline):
         default_max_guidance_scale: float = 5.0,
     ):
         super().__init__()
+        channels = vae.config.latent_channels if vae is not None else None
+        if unet is not None and channels is not None and (unet.config.in_channels, unet.config.out_channels) != (2 * channels, channels):
+            raise ValueError(
+                f"the U-Net takes {unet.config.in_channels} input and gives {unet.config.out_channels} output "
+                f"channels, but the VAE's latents have {channels}: a U-Net for it needs {2 * channels} in "
+                f"(noisy latent + first-frame latent) and {channels} out")
         self.register_modules(
             vae=vae, image_encoder=image_encoder, unet=unet, scheduler=scheduler, feature_extractor=feature_extractor
         )

@@ -123,3 +123,30 @@ def test_cancellation_stops_before_decoding(tiny_pipe, rgb_image, how):
     # the next call runs normally again
     out = generate(tiny_pipe, rgb_image, [DRAG_A], num_inference_steps=1, output_type="latent")
     assert out.frames.shape == (1, 14, 4, 16, 16)
+
+
+def test_latents_of_more_channels_run_end_to_end(rgb_image):
+    """A VAE of 16 latent channels with a U-Net of 32 in / 16 out (the tiny trained model's option)."""
+    from diffusers import AutoencoderKLTemporalDecoder
+
+    from puppet_master.models.unet import PuppetMasterUNet
+    from puppet_master.pipeline import PuppetMasterPipeline
+    from puppet_master.tiny import TINY_UNET_CONFIG, TINY_VAE_CONFIG, tiny_components
+
+    parts = tiny_components()
+    torch.manual_seed(0)
+    parts["vae"] = AutoencoderKLTemporalDecoder(**dict(TINY_VAE_CONFIG, latent_channels=16)).eval()
+    with pytest.raises(ValueError, match=r"needs 32 in .* and 16 out"):
+        PuppetMasterPipeline(**parts)
+    parts["unet"] = PuppetMasterUNet(**dict(TINY_UNET_CONFIG, in_channels=32, out_channels=16)).eval()
+    pipe = PuppetMasterPipeline(**parts, untrained=True)
+    pipe.set_progress_bar_config(disable=True)
+    seen = []
+
+    def callback(pipe, step, timestep, tensors):
+        seen.append(tuple(tensors["latents"].shape))
+        return tensors
+
+    frames = generate(pipe, rgb_image, [DRAG_A], output_type="np", callback_on_step_end=callback).frames[0]
+    assert frames.shape == (14, 256, 256, 3) and np.isfinite(frames).all()
+    assert seen[0] == (1, 14, 16, 16, 16)

@@ -67,7 +67,7 @@ def test_component_training_writes_encoders_with_unit_scaled_latents(renders, tm
     assert json.loads((out / "vae_report.json").read_text()) == report
 
 
-def test_cached_clips_export_to_the_drag_a_move_format(latent_cache, renders, tmp_path):
+def test_cached_clips_export_to_the_drag_a_move_format(latent_cache, renders, tiny_svd, tmp_path):
     out = tmp_path / "dam"
     index = export_dragamove.export(latent_cache, renders, out)
     assert [i["clip_id"] for i in index] == ["asset_a/clip_0", "asset_b/clip_0"]
@@ -87,6 +87,20 @@ def test_cached_clips_export_to_the_drag_a_move_format(latent_cache, renders, tm
     assert all(row["still_points"] > 0 for row in static["clips"])
     assert static["mean"]["me_still"] < 0.5
 
+    # the autoencoder ceiling reconstructs the whole true video, frame by frame, through the VAE
+    vae = AutoencoderKLTemporalDecoder.from_pretrained(tiny_svd / "vae").eval()
+    ceiling = evaluate.autoencoder_method(vae)
+    ceiling_run = evaluate_parts.evaluate_method(dragamove.find_clips(out)[:1], ceiling, nets, still_px=1.5,
+                                                 margin=8, save_dir=None)
+    assert np.isfinite(ceiling_run["mean"]["me_drag"]) and ceiling_run["clips"][0]["psnr"] < 100
+    with torch.no_grad():
+        x = torch.from_numpy(true).permute(0, 3, 1, 2).float() / 127.5 - 1
+        by_hand = vae.decode(vae.encode(x).latent_dist.mode(), num_frames=len(x)).sample.clamp(-1, 1)
+    by_hand = ((by_hand + 1) * 127.5).round().permute(0, 2, 3, 1).numpy()
+    video = ceiling(true, None)
+    assert np.abs(video.astype(float) - by_hand).max() <= 1
+    assert np.abs(video[-1].astype(float) - video[0]).max() > 0  # the moving part moved in its input
+
 
 def test_the_table_says_which_way_the_model_differs_from_the_baselines():
     def method(me_drag):
@@ -95,5 +109,7 @@ def test_the_table_says_which_way_the_model_differs_from_the_baselines():
     table = evaluate_parts.markdown({"model": method(20.0), "static": method(16.0), "shift": method(40.0)}, "lk", 3)
     assert "model vs static: 25% higher; vs whole-image shift: 50% lower." in table
     assert "Still-foreground / drag-origin ME of the model: 0.10." in table
+    assert "autoencoder: the true video" not in table
+    assert "autoencoder: the true video" in evaluate_parts.markdown({"autoencoder": method(3.0)}, "lk", 3)
     assert "n/a (baseline 0)" in evaluate_parts.markdown(
         {"model": method(1.0), "static": method(0.0), "shift": method(2.0)}, "lk", 3)

@@ -126,6 +126,12 @@ def test_resume_from_a_missing_checkpoint_names_it(tmp_path, latent_cache):
         Trainer(tiny_config(tmp_path, latent_cache, {"train.resume": json.dumps(str(missing))}))
 
 
+def test_a_unet_that_does_not_fit_the_cached_latents_is_refused(tmp_path, latent_cache):
+    with pytest.raises(ConfigError, match=r"latents have 4 channels .*in_channels = 8 and out_channels = 4"):
+        Trainer(tiny_config(tmp_path, latent_cache, {"model.unet_config.in_channels": "32",
+                                                     "model.unet_config.out_channels": "16"}))
+
+
 def test_fp16_on_cpu_is_refused_up_front(tmp_path, latent_cache):
     if torch.cuda.is_available():
         pytest.skip("fp16 is allowed with a GPU")
