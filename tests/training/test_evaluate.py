@@ -55,10 +55,14 @@ def test_evaluate_writes_table_one_for_baselines_and_a_model(tmp_path):
     code = evaluate.main([
         "--data", str(DRAG_A_MOVE), "--out", str(out / "model"), "--limit", "1", "--no-gifs",
         "--metrics-dir", str(tmp_path / "none"), "--unet", str(unet_dir), "--tiny", "--steps", "1",
+        "--method", "model", "--method", "autoencoder",
     ])
     assert code == 0
-    model = json.loads((out / "model" / "results.json").read_text())["methods"]["model"]["mean"]
-    assert np.isfinite([model["psnr"], model["ssim"], model["me_drag"], model["me_fg"]]).all()
+    methods = json.loads((out / "model" / "results.json").read_text())["methods"]
+    for name in ("model", "autoencoder"):
+        mean = methods[name]["mean"]
+        assert np.isfinite([mean["psnr"], mean["ssim"], mean["me_drag"], mean["me_fg"]]).all()
+    assert methods["autoencoder"]["mean"]["psnr"] != methods["model"]["mean"]["psnr"]
 
 
 def test_missing_networks_fail_with_require_all(tmp_path):
