@@ -59,15 +59,16 @@ def to_tensor(images: Sequence[Image.Image]) -> torch.Tensor:
 
 def load_svd_encoders(folder: str | Path) -> dict:
     """``vae``, ``image_encoder`` and ``feature_extractor`` of a local SVD folder (diffusers layout)."""
-    from diffusers import AutoencoderKLTemporalDecoder
     from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+
+    from puppet_master.models.vae import load_vae
 
     folder = Path(folder)
     for sub in ("vae", "image_encoder", "feature_extractor"):
         if not (folder / sub).is_dir():
             raise CacheError(f"SVD folder {folder} has no {sub}/ (expected the diffusers layout of SVD img2vid)")
     return {
-        "vae": AutoencoderKLTemporalDecoder.from_pretrained(folder, subfolder="vae"),
+        "vae": load_vae(folder / "vae"),
         "image_encoder": CLIPVisionModelWithProjection.from_pretrained(folder, subfolder="image_encoder"),
         "feature_extractor": CLIPImageProcessor.from_pretrained(folder, subfolder="feature_extractor"),
     }

@@ -102,8 +102,8 @@ def load_clip(path: str | Path) -> DragAMoveClip:
             raise ClipFormatError(f"{path}: {name} must be a tensor, got {type(value).__name__}")
         tensors[name] = value.float()[0] if value.shape[:1] == (1,) else value.float()
     lat, cond, emb, drags = (tensors[k] for k in REQUIRED_KEYS)
-    if lat.ndim != 4 or lat.shape[1] != 4:
-        raise ClipFormatError(f"{path}: latents must be (1, N, 4, h, w), got {tuple(data['latents'].shape)}")
+    if lat.ndim != 4:  # SVD's latents have 4 channels; the tiny trained model's VAE gives more
+        raise ClipFormatError(f"{path}: latents must be (1, N, C, h, w), got {tuple(data['latents'].shape)}")
     if cond.shape != lat.shape[1:]:
         raise ClipFormatError(f"{path}: cond_latent {tuple(cond.shape)} does not match latents {tuple(lat.shape)}")
     if emb.ndim != 2 or emb.shape[0] != 1:

@@ -194,9 +194,10 @@ def pipeline_from_svd(
     svd: str | PathLike, checkpoint: str | PathLike, *, dtype: torch.dtype = torch.float32, **drag_settings
 ):
     """SVD img2vid's VAE, CLIP encoder, feature extractor and scheduler + the released U-Net weights."""
-    from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler
+    from diffusers import EulerDiscreteScheduler
     from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
+    from puppet_master.models.vae import load_vae
     from puppet_master.pipeline import PuppetMasterPipeline
 
     folder = check_svd_folder(svd)
@@ -204,9 +205,7 @@ def pipeline_from_svd(
     config = {**_checkpoint_config(checkpoint), **{k: v for k, v in drag_settings.items() if v is not None}}
     unet = load_released_unet(checkpoint, unet_config_from_svd(folder, **config), dtype)
     try:
-        vae = AutoencoderKLTemporalDecoder.from_pretrained(
-            folder / "vae", dtype=dtype, variant=_variant(folder / "vae")
-        )
+        vae = load_vae(folder / "vae", dtype=dtype, variant=_variant(folder / "vae"))
         image_encoder = CLIPVisionModelWithProjection.from_pretrained(
             folder / "image_encoder", dtype=dtype, variant=_variant(folder / "image_encoder")
         )

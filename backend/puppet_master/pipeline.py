@@ -31,6 +31,7 @@ from puppet_master.drags import Drag, DragError, drags_to_array, validate_drag_a
 from puppet_master.guidance import combine_guidance, guidance_weights, needs_unconditional
 from puppet_master.image_prep import CROP_MODES, FRAME_SIZE, SquareWindow, prepare_frame
 from puppet_master.models.unet import PuppetMasterUNet
+from puppet_master.models.vae import TemporalVAE
 
 #: Stable Video Diffusion img2vid's scheduler (v-prediction, continuous c_noise timesteps, Karras sigmas)
 SVD_SCHEDULER_CONFIG = {
@@ -81,7 +82,8 @@ class PuppetMasterPipeline(DiffusionPipeline):
     r"""Drag-conditioned part-level motion generation (Puppet-Master, Li et al. 2024).
 
     Args:
-        vae: SVD's ``AutoencoderKLTemporalDecoder``.
+        vae: SVD's ``AutoencoderKLTemporalDecoder``, or a :class:`~puppet_master.models.vae.TemporalVAE`
+            (the tiny trained model's; this module imports it so that pipeline folders naming it load).
         image_encoder: the frozen CLIP image encoder (``CLIPVisionModelWithProjection``).
         unet: a :class:`~puppet_master.models.unet.PuppetMasterUNet`.
         scheduler: ``EulerDiscreteScheduler`` with SVD's configuration (see :func:`svd_scheduler`).
@@ -94,7 +96,7 @@ class PuppetMasterPipeline(DiffusionPipeline):
 
     def __init__(
         self,
-        vae: AutoencoderKLTemporalDecoder,
+        vae: AutoencoderKLTemporalDecoder | TemporalVAE,
         image_encoder: CLIPVisionModelWithProjection,
         unet: PuppetMasterUNet,
         scheduler: EulerDiscreteScheduler,

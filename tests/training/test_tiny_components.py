@@ -57,7 +57,8 @@ def test_component_training_writes_encoders_with_unit_scaled_latents(renders, tm
     frames = to_tensor([composite_on_white(_frame(t, 0, RENDER_SIZE), RENDER_SIZE) for t in range(NUM_FRAMES)])
     mean, std = encoders.encode_frames(frames)
     side = RENDER_SIZE // 2 ** (len(tc.VAE_CONFIG["block_out_channels"]) - 1)
-    assert mean.shape == (NUM_FRAMES, 4, side, side) and (std > 0).all()
+    assert mean.shape == (NUM_FRAMES, tc.VAE_CONFIG["latent_channels"], side, side) and (std > 0).all()
+    assert type(encoders.pipe.vae).__name__ == "TemporalVAE" and encoders.pipe.vae.config.norm_num_groups == 4
     # the latent space was rescaled on frames of these clips: scaled latents are about unit std
     assert 0.3 < float((mean * VAE_SCALING_FACTOR).std()) < 3.0
     embedding = encoders.encode_image(frames[:1])
