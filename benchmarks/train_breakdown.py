@@ -39,6 +39,17 @@ def timed(fn, repeats: int, sync) -> float:
     return statistics.median(times)
 
 
+def latent_channels(cache: Path) -> int:
+    """Channels of the latents in a cache (4 for SVD's VAE, 16 for the tiny model's)."""
+    from safetensors import safe_open
+
+    from training.export_dragamove import cache_entries
+
+    shard, entry = cache_entries(cache)[0]
+    with safe_open(shard, framework="pt") as f:
+        return int(f.get_slice(f"{entry['key']}.mean").get_shape()[1])
+
+
 def main() -> int:
     import torch
 
@@ -66,6 +77,8 @@ def main() -> int:
             f"train.max_steps={args.steps + 1}", "train.max_minutes=0", "train.log_every=1",
             f"train.checkpoint_every={10**9}", "optim.lr_warmup_steps=0", "validation.every=0",
         ]
+        channels = latent_channels(Path(args.cache))
+        overrides += [f"model.unet_config.in_channels={2 * channels}", f"model.unet_config.out_channels={channels}"]
         trainer = Trainer(load_config(args.config, overrides))
         acc, t = trainer.accelerator, trainer.config.train
         cuda = acc.device.type == "cuda"

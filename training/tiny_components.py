@@ -1,9 +1,10 @@
 """The tiny trained model's own VAE and image encoder: configurations, data and losses.
 
 The VAE is ``puppet_master.models.vae.TemporalVAE`` (SVD's ``AutoencoderKLTemporalDecoder`` with 4
-norm groups instead of 32, so colour survives its 32-64 channels) at five levels: 256x256 frames <->
-16 x 16 x 16 latents (16 channels: 4 held too little to reconstruct parts the tracker can follow). The image encoder is a small
-``CLIPVisionModelWithProjection`` whose projection width is the U-Net's ``cross_attention_dim``.
+norm groups instead of 32, which over 32-64 channels normalise each channel on its own) at five
+levels: 256x256 frames <-> 16 x 16 x 16 latents (16 channels: 4 held too little to reconstruct parts
+a tracker can follow). The image encoder is a small ``CLIPVisionModelWithProjection`` whose
+projection width is the U-Net's ``cross_attention_dim``.
 Both are trained from scratch on rendered clips by ``training/train_tiny_components.py``.
 """
 

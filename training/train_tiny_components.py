@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--latent-channels", type=int, default=tc.VAE_CONFIG["latent_channels"],
                         help="channels of the 16x16 latent (the U-Net's in_channels is twice this)")
     parser.add_argument("--kl-weight", type=float, default=1e-4)
-    parser.add_argument("--chroma-weight", type=float, default=1.0,
+    parser.add_argument("--chroma-weight", type=float, default=2.0,
                         help="weight of the colour term of the VAE loss (0: brightness and shape only)")
     parser.add_argument("--encoder-steps", type=int, default=400)
     parser.add_argument("--encoder-batch", type=int, default=16)

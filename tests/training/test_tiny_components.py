@@ -52,7 +52,7 @@ def test_component_training_writes_encoders_with_unit_scaled_latents(renders, tm
     assert train_components(args) == 0
     report = json.loads((out / "vae_report.json").read_text())
     assert report["vae_steps"] == 3 and (out / "state_vae.pt").is_file()
-    assert report["chroma_weight"] == 1.0 and report["check_chroma"] >= 0.0
+    assert report["chroma_weight"] == 2.0 and report["check_chroma"] >= 0.0
     encoders = Encoders.from_svd(out)
     frames = to_tensor([composite_on_white(_frame(t, 0, RENDER_SIZE), RENDER_SIZE) for t in range(NUM_FRAMES)])
     mean, std = encoders.encode_frames(frames)
