@@ -3,6 +3,8 @@ should stay still, for the model and the "static" and "whole image follows the d
 
     python -m training.evaluate_parts --data eval/heldout --model backend/puppet_master/weights --out eval/result
     python -m training.evaluate_parts ... --methods model static shift autoencoder   # + the VAE's ceiling
+    python -m training.evaluate_parts --data eval/heldout --out eval/vae --methods autoencoder static shift \
+        --vae runs/components/vae            # a VAE alone, before any U-Net is trained on its latents
 
 For every clip and method the video is made once and measured with ``training.evaluate`` (PSNR,
 SSIM, LPIPS when available, Motion Error at the drag origins and over all foreground points), and
@@ -110,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--margin", type=float, default=24.0)
     parser.add_argument("--metrics-dir", type=Path, default=None, help="LPIPS/I3D/CoTracker (training.evaluate)")
     parser.add_argument("--gifs", action="store_true", help="save the videos with the drags drawn")
+    parser.add_argument("--vae", help="VAE folder for the autoencoder method (default: the --model pipeline's)")
     parser.add_argument("--guidance", type=float, nargs=2, metavar=("FIRST", "LAST"),
                         help="guidance weights of the first and last frame (default: the pipeline's)")
     parser.add_argument("--device", default="cpu", help="where the model runs (float32 everywhere, so a GPU "
@@ -123,12 +126,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         nets = evaluate.load_metric_networks(metrics_dir)
         results, pipe = {}, None
         for name in args.methods:
-            if name in ("model", "autoencoder") and pipe is None:
+            if (name == "model" or (name == "autoencoder" and not args.vae)) and pipe is None:
                 from puppet_master.loading import load_pipeline
 
                 pipe = load_pipeline(args.model, device=args.device, dtype=torch.float32)
             if name == "autoencoder":
-                method = evaluate.autoencoder_method(pipe.vae)
+                from puppet_master.models.vae import load_vae
+
+                vae = load_vae(args.vae).eval().to(args.device) if args.vae else pipe.vae
+                method = evaluate.autoencoder_method(vae)
             elif name == "model":
                 method = evaluate.model_method(pipe, num_inference_steps=args.steps, seed=args.seed,
                                                guidance=tuple(args.guidance) if args.guidance else None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 from diffusers import AutoencoderKLTemporalDecoder
 
@@ -101,6 +102,17 @@ def test_cached_clips_export_to_the_drag_a_move_format(latent_cache, renders, ti
     video = ceiling(true, None)
     assert np.abs(video.astype(float) - by_hand).max() <= 1
     assert np.abs(video[-1].astype(float) - video[0]).max() > 0  # the moving part moved in its input
+
+    # the same from the command line, for a VAE folder alone; a missing folder is named
+    code = evaluate_parts.main(["--data", str(out), "--out", str(tmp_path / "ceiling"), "--limit", "1",
+                                "--methods", "autoencoder", "--vae", str(tiny_svd / "vae")])
+    report = json.loads((tmp_path / "ceiling" / "results.json").read_text())
+    assert code == 0 and report["methods"]["autoencoder"]["clips"][0]["psnr"] == pytest.approx(
+        ceiling_run["clips"][0]["psnr"])
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_parts.main(["--data", str(out), "--out", str(tmp_path / "x"), "--methods", "autoencoder",
+                             "--vae", str(tmp_path / "no_vae")])
+    assert exit_info.value.code == 2
 
 
 def test_the_table_says_which_way_the_model_differs_from_the_baselines():
