@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 SIZE = 256
 METHODS = ("model", "static", "shift", "autoencoder")
+RESAMPLE_PREFIX = "resample"  # resampleN: the true video through an N x N grid (see resample_method)
 PAPER_ROW = {"psnr": 24.41, "ssim": 0.927, "lpips": 0.085, "fvd": 246.99, "me_drag": 12.21, "me_fg": 3.53}
 COLUMNS = (("psnr", "PSNR ↑", 2), ("ssim", "SSIM ↑", 3), ("lpips", "LPIPS ↓", 3), ("fvd", "FVD ↓", 2),
            ("me_drag", "ME drag ↓", 2), ("me_fg", "ME fg ↓", 2))
@@ -108,6 +109,46 @@ def autoencoder_method(vae) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
 
     reconstruct.sees_true_video = True
     return reconstruct
+
+
+def resample_method(size: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """Ceiling of any ``size`` x ``size`` latent grid: the *true* video area-averaged down to that grid
+    and brought back with bicubic interpolation.
+
+    A latent of that grid with a few channels holds about what the RGB grid holds, so these figures
+    say whether the tracker can follow motion at all through a grid that coarse, before a VAE is
+    trained for it."""
+    if not 1 <= size <= SIZE:
+        raise ValueError(f"resample size must be 1..{SIZE}, got {size}")
+
+    def resample(true: np.ndarray, drags: np.ndarray) -> np.ndarray:
+        return np.stack([cv2.resize(cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA), (SIZE, SIZE),
+                                    interpolation=cv2.INTER_CUBIC) for f in true])
+
+    resample.sees_true_video = True
+    return resample
+
+
+def method_name(name: str) -> str:
+    """``name`` if it names a method (one of METHODS or ``resampleN``), else a ValueError naming them."""
+    if name in METHODS:
+        return name
+    size = name[len(RESAMPLE_PREFIX):]
+    if name.startswith(RESAMPLE_PREFIX) and size.isdigit() and 1 <= int(size) <= SIZE:
+        return name
+    raise ValueError(f"unknown method {name!r}: choose from {', '.join(METHODS)} or {RESAMPLE_PREFIX}N "
+                     f"(N = 1..{SIZE}, e.g. {RESAMPLE_PREFIX}16)")
+
+
+def baseline_method(name: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """The methods that need no model: static, shift and resampleN."""
+    if name == "static":
+        return static_video
+    if name == "shift":
+        return shift_video
+    if name.startswith(RESAMPLE_PREFIX):
+        return resample_method(int(name[len(RESAMPLE_PREFIX):]))
+    raise ValueError(f"{name!r} needs a model")
 
 
 def model_method(pipe, *, num_inference_steps: int, seed: int,
@@ -204,11 +245,20 @@ def build_model_pipeline(args, device: str):
                          dtype=args.dtype)
 
 
+def method_arg(name: str) -> str:
+    """argparse type of a method name (:func:`method_name`)."""
+    try:
+        return method_name(name)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Table-1 metrics on Drag-a-Move-format clips (see docs/training.md).")
     parser.add_argument("--data", required=True, help="folder of NNNNN.pkl + NNNNN.gif clips")
     parser.add_argument("--out", required=True, help="folder for results.json, table.md and the GIFs")
-    parser.add_argument("--method", choices=METHODS, action="append", help="repeatable; default: model")
+    parser.add_argument("--method", type=method_arg, action="append",
+                        help=f"{', '.join(METHODS)} or {RESAMPLE_PREFIX}N; repeatable; default: model")
     parser.add_argument("--model", help="converted pipeline folder (puppet-master convert)")
     parser.add_argument("--svd", help="SVD img2vid folder (with --checkpoint or --unet)")
     parser.add_argument("--checkpoint", help="the released model.safetensors (with --svd)")
@@ -238,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             elif name == "autoencoder":
                 method = autoencoder_method(pipe.vae)
             else:
-                method = static_video if name == "static" else shift_video
+                method = baseline_method(name)
             save = None if args.no_gifs else out / "gifs" / name
             results[name] = evaluate_clips(clip_paths, method, nets, save_dir=save)
     except (dragamove.ClipFormatError, metrics.MetricUnavailableError, ModelLoadError, ValueError, OSError) as exc:

@@ -5,6 +5,7 @@ should stay still, for the model and the "static" and "whole image follows the d
     python -m training.evaluate_parts ... --methods model static shift autoencoder   # + the VAE's ceiling
     python -m training.evaluate_parts --data eval/heldout --out eval/vae --methods autoencoder static shift \
         --vae runs/components/vae            # a VAE alone, before any U-Net is trained on its latents
+    python -m training.evaluate_parts --data eval/heldout --out eval/grids --methods static shift resample16 resample32
 
 For every clip and method the video is made once and measured with ``training.evaluate`` (PSNR,
 SSIM, LPIPS when available, Motion Error at the drag origins and over all foreground points), and
@@ -89,6 +90,9 @@ def markdown(results: dict[str, dict], tracker: str, num_clips: int) -> str:
     if "autoencoder" in results:
         lines.append("autoencoder: the true video encoded and decoded by the model's VAE, the best any U-Net "
                      "working in its latent space can reach.")
+    if any(name.startswith(evaluate.RESAMPLE_PREFIX) for name in results):
+        lines.append(f"{evaluate.RESAMPLE_PREFIX}N: the true video area-averaged to N x N and interpolated back, "
+                     "what any latent grid of that size can carry.")
     if "model" in results:
         m, s, h = (results[k]["mean"] for k in ("model", "static", "shift")) if {"static", "shift"} <= set(results) \
             else (results["model"]["mean"], None, None)
@@ -104,7 +108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="Drag-a-Move-format clips (training.export_dragamove)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--model", help="pipeline folder (default: load_pipeline's default model)")
-    parser.add_argument("--methods", nargs="+", default=["model", "static", "shift"], choices=evaluate.METHODS)
+    parser.add_argument("--methods", nargs="+", default=["model", "static", "shift"], type=evaluate.method_arg,
+                        help=f"{', '.join(evaluate.METHODS)} or {evaluate.RESAMPLE_PREFIX}N (the true video "
+                        "through an N x N grid: what any latent grid that size can carry)")
     parser.add_argument("--steps", type=int, default=25, help="sampling steps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int)
@@ -139,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 method = evaluate.model_method(pipe, num_inference_steps=args.steps, seed=args.seed,
                                                guidance=tuple(args.guidance) if args.guidance else None)
             else:
-                method = evaluate.static_video if name == "static" else evaluate.shift_video
+                method = evaluate.baseline_method(name)
             logger.info("%s: %d clips", name, len(clip_paths))
             results[name] = evaluate_method(clip_paths, method, nets, still_px=args.still_px, margin=args.margin,
                                             save_dir=out / "gifs" / name if args.gifs else None)

@@ -26,6 +26,30 @@ def test_baseline_videos():
     assert (cols.min(), cols.max()) == (126, 165)  # the square moved 26 px right, white filled in behind
 
 
+def test_resample_ceiling_keeps_what_its_grid_can_hold():
+    rng = np.random.default_rng(0)
+    video = np.full((14, 256, 256, 3), 255, np.uint8)
+    texture = rng.integers(0, 200, (5, 5, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)  # 8 px cells
+    for t in range(14):
+        video[t, 100:140, 90 + 2 * t : 130 + 2 * t] = texture  # a textured square moving 2 px per frame
+    drags = np.zeros((14, 5, 4), np.float32)
+    full, coarse = evaluate.resample_method(256), evaluate.resample_method(8)
+    assert full.sees_true_video and (full(video, drags) == video).all()
+    blurred = coarse(video, drags)
+    assert blurred.shape == video.shape and np.abs(blurred.astype(float) - video)[:, 100:140, 90:150].mean() > 20
+    # a 64 grid still carries the motion for the tracker; it follows the square, not a white pixel
+    tracker = evaluate.LucasKanadeTracker()
+    start = np.array([[110.0, 120.0]])
+    moved = tracker.track(evaluate.resample_method(64)(video, drags), start)[-1, 0] - start[0]
+    assert abs(moved[0] - 26) < 3 and abs(moved[1]) < 2
+    assert evaluate.method_name("resample16") == "resample16"
+    for bad in ("resample", "resample0", "resample999", "resize16", "modle"):
+        with pytest.raises(ValueError, match="resampleN"):
+            evaluate.method_name(bad)
+    with pytest.raises(SystemExit):
+        evaluate.main(["--data", ".", "--out", ".", "--method", "resample0"])
+
+
 @needs_drag_a_move
 def test_evaluate_writes_table_one_for_baselines_and_a_model(tmp_path):
     unet_dir = tmp_path / "unet"
@@ -33,7 +57,7 @@ def test_evaluate_writes_table_one_for_baselines_and_a_model(tmp_path):
     out = tmp_path / "results"
     code = evaluate.main([
         "--data", str(DRAG_A_MOVE), "--out", str(out), "--limit", "2", "--metrics-dir", str(tmp_path / "none"),
-        "--method", "static", "--method", "shift",
+        "--method", "static", "--method", "shift", "--method", "resample256",
     ])
     assert code == 0
     report = json.loads((out / "results.json").read_text())
@@ -48,6 +72,8 @@ def test_evaluate_writes_table_one_for_baselines_and_a_model(tmp_path):
         assert mean["me_drag"] > 0 and mean["me_fg"] > 0
     # the true parts move along the drags: following them beats standing still at the drag origins
     assert shift["mean"]["me_drag"] < static["mean"]["me_drag"]
+    # through a full-resolution grid the true video comes back whole: no motion error at all
+    assert report["methods"]["resample256"]["mean"]["me_drag"] == 0
     table = (out / "table.md").read_text()
     assert "| static |" in table and "| shift |" in table and "24.41" in table
     assert (out / "gifs" / "shift" / "00000.gif").is_file()
