@@ -141,7 +141,7 @@ def build(rng: random.Random, frames: int, max_clips: int) -> dict:
                     groups[name].add([i], float(wi), "REPLACE")
     body.modifiers.new("Armature", "ARMATURE").object = armature
 
-    eye_material = make_material("eye_material", rng, (0.02, 0.02, 0.02), metallic=0.0)
+    eye_material = make_material("eye_material", rng, (0.02, 0.02, 0.02), metallic=0.0, pattern=False)
     bpy.context.view_layer.update()
     for side, sign in (("left", -1), ("right", 1)):
         eye = MeshBuilder()

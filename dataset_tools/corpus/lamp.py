@@ -32,7 +32,7 @@ def build(rng: random.Random, frames: int, max_clips: int) -> dict:
     metal = make_material("arm_material", rng, arm_colour, metallic=rng.choice((0.0, 0.7)))
     base_material = make_material("base_material", rng, arm_colour if rng.random() < 0.5 else random_colour(rng))
     shade_material = make_material("shade_material", rng, random_colour(rng))
-    bulb_material = make_material("bulb_material", rng, (1.0, 0.95, 0.75), metallic=0.0)
+    bulb_material = make_material("bulb_material", rng, (1.0, 0.95, 0.75), metallic=0.0, pattern=False)
     joint_material = make_material("joint_material", rng, random_colour(rng, value=(0.1, 0.5)))
 
     base = MeshBuilder()

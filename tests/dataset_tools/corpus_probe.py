@@ -48,7 +48,29 @@ def reimport(path: Path) -> dict:
         motion[clip] = disp
     skinned = [o.name for o in meshes if any(m.type == "ARMATURE" for m in o.modifiers)]
     return {"objects": [o.name for o in meshes], "bones": [b.name for a in armatures for b in a.data.bones],
-            "clips": clips, "motion": motion, "skinned": skinned}
+            "clips": clips, "motion": motion, "skinned": skinned, "textures": base_colour_textures(meshes)}
+
+
+def base_colour_textures(meshes) -> dict:
+    """Material name -> mean RGB and spread of the image feeding its Base Color, and whether the
+    mesh has UVs (absent: no texture linked)."""
+    found = {}
+    for obj in meshes:
+        for slot in obj.material_slots:
+            material = slot.material
+            if material is None or not material.use_nodes:
+                continue
+            bsdf = next((n for n in material.node_tree.nodes if n.type == "BSDF_PRINCIPLED"), None)
+            links = bsdf.inputs["Base Color"].links if bsdf else []
+            if not links or links[0].from_node.type != "TEX_IMAGE":
+                continue
+            image = links[0].from_node.image
+            pixels = np.empty(len(image.pixels), np.float32)
+            image.pixels.foreach_get(pixels)
+            rgb = pixels.reshape(-1, 4)[:, :3]
+            found[material.name] = {"mean": rgb.mean(axis=0).tolist(), "std": float(rgb.std(axis=0).mean()),
+                                    "uvs": len(obj.data.uv_layers) > 0}
+    return found
 
 
 def main() -> None:

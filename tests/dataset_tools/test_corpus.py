@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dataset_tools.corpus.families import FAMILIES
@@ -91,6 +92,38 @@ def test_every_clip_has_a_static_and_a_clearly_moving_part_after_reimport(probed
                 assert disp[part] < 1e-3 * diagonal, (record["id"], clip["name"], part, disp)
         static_everywhere = {"cabinet": "carcass", "box": "base", "lamp": "base", "creature": "stand"}[record["family"]]
         assert all(static_everywhere in c["static_parts"] for c in record["clips"])
+
+
+def test_patterned_materials_come_back_as_textures_around_their_colour(probed):
+    first, _ = probed
+    patterned = 0
+    for result in first:
+        record, textures = result["record"], result["reimport"]["textures"]
+        for material in record["materials"]:
+            if material["pattern"] is None:
+                assert material["name"] not in textures, (record["id"], material)
+                continue
+            patterned += 1
+            back = textures[material["name"]]  # the packed image survived the GLB round trip
+            assert back["uvs"] and back["std"] > 0.01, (record["id"], material, back)
+            # the pattern shades the material's colour: its mean hue stays that colour's
+            mean, colour = np.array(back["mean"]), np.array(material["colour"])
+            assert np.abs(mean - colour).max() < 0.2 and np.argmax(mean) == np.argmax(colour), (record["id"], back)
+    assert patterned >= 3 * len(first)
+
+
+def test_surface_patterns_tile_and_stay_in_range():
+    meshes = pytest.importorskip("dataset_tools.corpus.meshes")
+    for kind in meshes.PATTERNS:
+        field = meshes.surface_pattern(kind, np.random.default_rng(0), 64)
+        assert field.shape == (64, 64) and field.min() >= -1 and field.max() <= 1 and field.std() > 0.1, kind
+        # tileable: the step across the wrap is no larger than the largest column step inside
+        inside = np.abs(np.diff(field, axis=1)).mean(axis=0).max()
+        assert np.abs(field[:, 0] - field[:, -1]).mean() <= inside + 1e-6, kind
+    with pytest.raises(ValueError, match="noise"):
+        meshes.surface_pattern("plaid", np.random.default_rng(0))
+    uvs = meshes.box_projected_uvs(np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0.0]]), [(0, 1, 2, 3)], tile=0.5)
+    assert uvs.tolist() == [[0, 0], [2, 0], [2, 2], [0, 2]]  # a face in the xy plane maps x, y / tile
 
 
 def test_same_seed_same_asset_other_seed_other_asset(probed):
