@@ -35,7 +35,7 @@ from puppet_master import paths
 from puppet_master.loading import ModelLoadError
 from puppet_master.outputs import write_json_atomic
 from training import dragamove, metrics
-from training.trackers import CoTrackerTracker, LucasKanadeTracker
+from training.trackers import FALLBACK_TRACKERS, CoTrackerTracker, LucasKanadeTracker, make_tracker
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +55,11 @@ class MetricNetworks:
     notes: dict[str, str] = field(default_factory=dict)
 
 
-def load_metric_networks(metrics_dir: Path, *, require_all: bool = False, device: str = "cpu") -> MetricNetworks:
-    nets = MetricNetworks()
+def load_metric_networks(metrics_dir: Path, *, require_all: bool = False, device: str = "cpu",
+                         fallback_tracker: str = "lucas-kanade") -> MetricNetworks:
+    """LPIPS, I3D and CoTracker from ``metrics_dir``; without CoTracker, ``fallback_tracker``
+    (one of ``trackers.FALLBACK_TRACKERS``) tracks the points."""
+    nets = MetricNetworks(tracker=make_tracker(fallback_tracker))
     loaders = {
         "lpips": lambda: metrics.LPIPS.from_folder(metrics_dir / "lpips").to(device),
         "i3d": lambda: metrics.I3DFeatures.from_file(metrics_dir / "i3d_torchscript.pt", device),
@@ -69,7 +72,7 @@ def load_metric_networks(metrics_dir: Path, *, require_all: bool = False, device
         except metrics.MetricUnavailableError as exc:
             if require_all:
                 raise
-            nets.notes[name] = f"{exc}; " + ("Lucas-Kanade fallback used" if name == "tracker" else "not computed")
+            nets.notes[name] = f"{exc}; " + (f"{nets.tracker.name} used" if name == "tracker" else "not computed")
             logger.warning(nets.notes[name])
     return nets
 
@@ -271,6 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dtype", default=None, help="pipeline dtype (default: bf16/fp16 on GPU, fp32 on CPU)")
     parser.add_argument("--metrics-dir", type=Path, default=paths.home_dir() / "metrics")
     parser.add_argument("--require-all", action="store_true", help="fail when a metric network is missing")
+    parser.add_argument("--fallback-tracker", choices=FALLBACK_TRACKERS, default="lucas-kanade",
+                        help="tracker when CoTracker is not on disk (benchmarks/tracker_accuracy.py compares them)")
     parser.add_argument("--no-gifs", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
@@ -278,7 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     try:
         clip_paths = dragamove.find_clips(args.data)[: args.limit]
-        nets = load_metric_networks(args.metrics_dir, require_all=args.require_all, device=args.device)
+        nets = load_metric_networks(args.metrics_dir, require_all=args.require_all, device=args.device,
+                                    fallback_tracker=args.fallback_tracker)
         results, pipe = {}, None
         for name in methods:
             if name in ("model", "autoencoder"):

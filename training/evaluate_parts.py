@@ -117,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--still-px", type=float, default=1.5)
     parser.add_argument("--margin", type=float, default=24.0)
     parser.add_argument("--metrics-dir", type=Path, default=None, help="LPIPS/I3D/CoTracker (training.evaluate)")
+    parser.add_argument("--fallback-tracker", choices=evaluate.FALLBACK_TRACKERS, default="lucas-kanade",
+                        help="tracker when CoTracker is not on disk (benchmarks/tracker_accuracy.py compares them)")
     parser.add_argument("--gifs", action="store_true", help="save the videos with the drags drawn")
     parser.add_argument("--vae", help="VAE folder for the autoencoder method (default: the --model pipeline's)")
     parser.add_argument("--guidance", type=float, nargs=2, metavar=("FIRST", "LAST"),
@@ -129,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         clip_paths = dragamove.find_clips(args.data)[: args.limit]
         metrics_dir = args.metrics_dir or (out / "no-metric-networks")
-        nets = evaluate.load_metric_networks(metrics_dir)
+        nets = evaluate.load_metric_networks(metrics_dir, fallback_tracker=args.fallback_tracker)
         results, pipe = {}, None
         for name in args.methods:
             if (name == "model" or (name == "autoencoder" and not args.vae)) and pipe is None:

@@ -3,7 +3,11 @@
 CoTracker (the paper's choice) is loaded from a local clone of its repository and a checkpoint
 file, through ``torch.hub.load(..., source="local")``; nothing is downloaded. When it is not on
 disk, OpenCV's pyramidal Lucas-Kanade is the labelled fallback (less robust to large motion and
-occlusion: its numbers are not comparable with the paper's).
+occlusion: its numbers are not comparable with the paper's). ``DenseFlowTracker`` chains OpenCV's
+dense optical flow (DIS or Farneback) from frame to frame instead: every pixel's motion is solved
+with its neighbourhood's, so points on faces with little texture move with their part rather than
+stick. ``benchmarks/tracker_accuracy.py`` scores each tracker against the exact tracks Blender
+writes for rendered clips; ``make_tracker`` builds one by name.
 """
 
 from __future__ import annotations
@@ -45,6 +49,57 @@ class LucasKanadeTracker:
             tracks[t] = current.reshape(-1, 2)
             previous = gray
         return tracks
+
+
+class DenseFlowTracker:
+    """Points moved frame to frame by dense optical flow sampled (bilinearly) at their positions."""
+
+    METHODS = ("dis", "farneback")
+
+    def __init__(self, method: str = "dis"):
+        if method not in self.METHODS:
+            raise ValueError(f"unknown dense flow {method!r}; choose one of {', '.join(self.METHODS)}")
+        self.method = method
+        self.name = f"dense flow ({method}, OpenCV fallback)"
+
+    def flow(self, previous: np.ndarray, current: np.ndarray) -> np.ndarray:
+        """``(H, W, 2)`` motion in pixels from grey frame ``previous`` to ``current``."""
+        if self.method == "dis":
+            return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(previous, current, None)
+        return cv2.calcOpticalFlowFarneback(previous, current, None, pyr_scale=0.5, levels=4, winsize=21,
+                                            iterations=5, poly_n=7, poly_sigma=1.5, flags=0)
+
+    def track(self, video: np.ndarray, points: np.ndarray) -> np.ndarray:
+        video = np.asarray(video)
+        current = np.asarray(points, np.float32).reshape(-1, 2).copy()
+        tracks = np.zeros((len(video), len(current), 2), np.float32)
+        tracks[0] = current
+        if len(current) == 0:
+            return tracks
+        previous = cv2.cvtColor(video[0], cv2.COLOR_RGB2GRAY)
+        for t in range(1, len(video)):
+            gray = cv2.cvtColor(video[t], cv2.COLOR_RGB2GRAY)
+            field = self.flow(previous, gray)
+            xs, ys = current[:, 0].reshape(1, -1), current[:, 1].reshape(1, -1)
+            step = np.stack([cv2.remap(field[..., i], xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                             .reshape(-1) for i in range(2)], axis=1)
+            current = current + step
+            tracks[t] = current
+            previous = gray
+        return tracks
+
+
+#: the fallback trackers by name (CoTracker needs files on disk: ``CoTrackerTracker.from_paths``)
+FALLBACK_TRACKERS = ("lucas-kanade", "dis", "farneback")
+
+
+def make_tracker(name: str):
+    """A fallback tracker by name (one of FALLBACK_TRACKERS)."""
+    if name == "lucas-kanade":
+        return LucasKanadeTracker()
+    if name in DenseFlowTracker.METHODS:
+        return DenseFlowTracker(name)
+    raise ValueError(f"unknown tracker {name!r}; choose one of {', '.join(FALLBACK_TRACKERS)}")
 
 
 class CoTrackerTracker:

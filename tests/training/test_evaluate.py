@@ -78,6 +78,13 @@ def test_evaluate_writes_table_one_for_baselines_and_a_model(tmp_path):
     assert "| static |" in table and "| shift |" in table and "24.41" in table
     assert (out / "gifs" / "shift" / "00000.gif").is_file()
 
+    # another fallback tracker by name: the report and the note say which one measured
+    assert evaluate.main(["--data", str(DRAG_A_MOVE), "--out", str(out / "dis"), "--limit", "1", "--no-gifs",
+                          "--metrics-dir", str(tmp_path / "none"), "--method", "shift", "--fallback-tracker", "dis"]) == 0
+    dis = json.loads((out / "dis" / "results.json").read_text())
+    assert dis["tracker"].startswith("dense flow (dis") and "dense flow (dis" in dis["notes"]["tracker"]
+    assert dis["methods"]["shift"]["mean"]["me_drag"] != shift["clips"][0]["me_drag"]
+
     code = evaluate.main([
         "--data", str(DRAG_A_MOVE), "--out", str(out / "model"), "--limit", "1", "--no-gifs",
         "--metrics-dir", str(tmp_path / "none"), "--unet", str(unet_dir), "--tiny", "--steps", "1",

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from training import metrics
-from training.trackers import CoTrackerTracker, LucasKanadeTracker
+from training.trackers import FALLBACK_TRACKERS, CoTrackerTracker, LucasKanadeTracker, make_tracker
 
 SIZE = 128
 
@@ -50,14 +50,15 @@ def test_psnr_and_ssim_of_known_differences():
         metrics.psnr(a, b[:, :16])
 
 
-def test_a_known_shift_gives_the_known_motion_error():
+@pytest.mark.parametrize("name", FALLBACK_TRACKERS)
+def test_a_known_shift_gives_the_known_motion_error(name):
     image = textured_image()
     frames = 6
     true = np.stack([image] * frames)  # nothing moves in the true video
     steps = [(0, 0), (1, 0), (2, 1), (3, 1), (4, 2), (5, 2)]
     generated = np.stack([shifted(image, dx, dy) for dx, dy in steps])
     expected = float(np.mean([np.hypot(dx, dy) for dx, dy in steps[1:]]))
-    tracker = LucasKanadeTracker()
+    tracker = make_tracker(name)
     points = np.array([[50.0, 60.0], [70.0, 40.0], [64.0, 64.0]], np.float32)
     me = metrics.motion_error(tracker.track(generated, points), tracker.track(true, points))
     assert me == pytest.approx(expected, abs=0.15)
@@ -65,6 +66,19 @@ def test_a_known_shift_gives_the_known_motion_error():
     assert len(fg) > 100 and (fg >= 16).all() and (fg < SIZE - 16).all()
     me_fg = metrics.motion_error(tracker.track(generated, fg), tracker.track(true, fg))
     assert me_fg == pytest.approx(expected, abs=0.5)  # points near the border lose texture as it shifts
+
+
+def test_dense_flow_moves_a_point_on_a_flat_face_with_its_part():
+    # a flat grey square sliding right on white: inside it there is no texture at all, so only a
+    # tracker that solves the motion with the neighbourhood moves the centre point along
+    video = np.full((8, SIZE, SIZE, 3), 255, np.uint8)
+    for t in range(8):
+        video[t, 40:80, 30 + 2 * t : 70 + 2 * t] = 120
+    centre = np.array([[50.0, 60.0]], np.float32)
+    moved = make_tracker("dis").track(video, centre)[-1, 0] - centre[0]
+    assert abs(moved[0] - 14) < 4 and abs(moved[1]) < 1.5
+    with pytest.raises(ValueError, match="lucas-kanade"):
+        make_tracker("optical")
 
 
 def test_drag_origins_are_in_pixels():
