@@ -13,7 +13,8 @@ the true video, at the drag origins and at foreground grid points of the first f
 ``results.json`` (per clip and mean) and ``table.md`` (with the paper's row for reference).
 Metric networks come from local paths (``--metrics-dir`` holds ``lpips/``, ``i3d_torchscript.pt``,
 ``co-tracker/`` and ``cotracker2.pth`` by default); a missing one is skipped with its path named,
-or is an error with ``--require-all``. Without CoTracker, Lucas-Kanade tracks (labelled so).
+or is an error with ``--require-all``. Without CoTracker, the DIS dense-flow tracker (labelled so;
+``--fallback-tracker`` picks another, see ``training.trackers``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from puppet_master import paths
 from puppet_master.loading import ModelLoadError
 from puppet_master.outputs import write_json_atomic
 from training import dragamove, metrics
-from training.trackers import FALLBACK_TRACKERS, CoTrackerTracker, LucasKanadeTracker, make_tracker
+from training.trackers import DEFAULT_FALLBACK_TRACKER, FALLBACK_TRACKERS, CoTrackerTracker, make_tracker
 
 logger = logging.getLogger(__name__)
 
@@ -51,12 +52,12 @@ COLUMNS = (("psnr", "PSNR ↑", 2), ("ssim", "SSIM ↑", 3), ("lpips", "LPIPS �
 class MetricNetworks:
     lpips: metrics.LPIPS | None = None
     i3d: metrics.I3DFeatures | None = None
-    tracker: object = field(default_factory=LucasKanadeTracker)
+    tracker: object = field(default_factory=lambda: make_tracker(DEFAULT_FALLBACK_TRACKER))
     notes: dict[str, str] = field(default_factory=dict)
 
 
 def load_metric_networks(metrics_dir: Path, *, require_all: bool = False, device: str = "cpu",
-                         fallback_tracker: str = "lucas-kanade") -> MetricNetworks:
+                         fallback_tracker: str = DEFAULT_FALLBACK_TRACKER) -> MetricNetworks:
     """LPIPS, I3D and CoTracker from ``metrics_dir``; without CoTracker, ``fallback_tracker``
     (one of ``trackers.FALLBACK_TRACKERS``) tracks the points."""
     nets = MetricNetworks(tracker=make_tracker(fallback_tracker))
@@ -274,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dtype", default=None, help="pipeline dtype (default: bf16/fp16 on GPU, fp32 on CPU)")
     parser.add_argument("--metrics-dir", type=Path, default=paths.home_dir() / "metrics")
     parser.add_argument("--require-all", action="store_true", help="fail when a metric network is missing")
-    parser.add_argument("--fallback-tracker", choices=FALLBACK_TRACKERS, default="lucas-kanade",
+    parser.add_argument("--fallback-tracker", choices=FALLBACK_TRACKERS, default=DEFAULT_FALLBACK_TRACKER,
                         help="tracker when CoTracker is not on disk (benchmarks/tracker_accuracy.py compares them)")
     parser.add_argument("--no-gifs", action="store_true")
     args = parser.parse_args(argv)

@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--still-px", type=float, default=1.5)
     parser.add_argument("--margin", type=float, default=24.0)
     parser.add_argument("--metrics-dir", type=Path, default=None, help="LPIPS/I3D/CoTracker (training.evaluate)")
-    parser.add_argument("--fallback-tracker", choices=evaluate.FALLBACK_TRACKERS, default="lucas-kanade",
+    parser.add_argument("--fallback-tracker", choices=evaluate.FALLBACK_TRACKERS, default=evaluate.DEFAULT_FALLBACK_TRACKER,
                         help="tracker when CoTracker is not on disk (benchmarks/tracker_accuracy.py compares them)")
     parser.add_argument("--gifs", action="store_true", help="save the videos with the drags drawn")
     parser.add_argument("--vae", help="VAE folder for the autoencoder method (default: the --model pipeline's)")

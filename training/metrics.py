@@ -10,7 +10,7 @@ networks from local files only (no downloads) and say which file is missing:
   FVD; called as ``i3d(videos, rescale=False, resize=True, return_features=True)`` on
   ``(B, 3, T, H, W)`` floats in [-1, 1].
 - Motion Error: point tracks from CoTracker (see ``training/trackers.py``) or, as a labelled
-  fallback, OpenCV's pyramidal Lucas-Kanade.
+  fallback, OpenCV's DIS dense flow (or Lucas-Kanade; ``training.trackers``).
 """
 
 from __future__ import annotations

@@ -147,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--vae-batch", type=int, default=1, help="videos per VAE step")
     parser.add_argument("--vae-lr", type=float, default=1e-3)
     parser.add_argument("--latent-channels", type=int, default=tc.VAE_CONFIG["latent_channels"],
-                        help="channels of the 16x16 latent (the U-Net's in_channels is twice this)")
+                        help="channels of the 32x32 latent (the U-Net's in_channels is twice this)")
     parser.add_argument("--kl-weight", type=float, default=1e-4)
     parser.add_argument("--chroma-weight", type=float, default=2.0,
                         help="weight of the colour term of the VAE loss (0: brightness and shape only)")

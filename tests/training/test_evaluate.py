@@ -10,6 +10,7 @@ import pytest
 from puppet_master.models.unet import PuppetMasterUNet
 from tests.training.conftest import DRAG_A_MOVE, TEST_UNET_CONFIG, needs_drag_a_move
 from training import evaluate
+from training.trackers import LucasKanadeTracker
 
 
 def test_baseline_videos():
@@ -38,7 +39,7 @@ def test_resample_ceiling_keeps_what_its_grid_can_hold():
     blurred = coarse(video, drags)
     assert blurred.shape == video.shape and np.abs(blurred.astype(float) - video)[:, 100:140, 90:150].mean() > 20
     # a 64 grid still carries the motion for the tracker; it follows the square, not a white pixel
-    tracker = evaluate.LucasKanadeTracker()
+    tracker = LucasKanadeTracker()
     start = np.array([[110.0, 120.0]])
     moved = tracker.track(evaluate.resample_method(64)(video, drags), start)[-1, 0] - start[0]
     assert abs(moved[0] - 26) < 3 and abs(moved[1]) < 2
@@ -61,7 +62,7 @@ def test_evaluate_writes_table_one_for_baselines_and_a_model(tmp_path):
     ])
     assert code == 0
     report = json.loads((out / "results.json").read_text())
-    assert report["num_clips"] == 2 and report["tracker"].startswith("lucas-kanade")
+    assert report["num_clips"] == 2 and report["tracker"].startswith("dense flow (dis")
     assert "lpips" in report["notes"] and str(tmp_path / "none" / "lpips") in report["notes"]["lpips"]
     static, shift = report["methods"]["static"], report["methods"]["shift"]
     assert [r["clip"] for r in static["clips"]] == ["00000", "00010"]
@@ -79,11 +80,12 @@ def test_evaluate_writes_table_one_for_baselines_and_a_model(tmp_path):
     assert (out / "gifs" / "shift" / "00000.gif").is_file()
 
     # another fallback tracker by name: the report and the note say which one measured
-    assert evaluate.main(["--data", str(DRAG_A_MOVE), "--out", str(out / "dis"), "--limit", "1", "--no-gifs",
-                          "--metrics-dir", str(tmp_path / "none"), "--method", "shift", "--fallback-tracker", "dis"]) == 0
-    dis = json.loads((out / "dis" / "results.json").read_text())
-    assert dis["tracker"].startswith("dense flow (dis") and "dense flow (dis" in dis["notes"]["tracker"]
-    assert dis["methods"]["shift"]["mean"]["me_drag"] != shift["clips"][0]["me_drag"]
+    assert evaluate.main(["--data", str(DRAG_A_MOVE), "--out", str(out / "lk"), "--limit", "1", "--no-gifs",
+                          "--metrics-dir", str(tmp_path / "none"), "--method", "shift",
+                          "--fallback-tracker", "lucas-kanade"]) == 0
+    lk = json.loads((out / "lk" / "results.json").read_text())
+    assert lk["tracker"].startswith("lucas-kanade") and "lucas-kanade" in lk["notes"]["tracker"]
+    assert lk["methods"]["shift"]["mean"]["me_drag"] != shift["clips"][0]["me_drag"]
 
     code = evaluate.main([
         "--data", str(DRAG_A_MOVE), "--out", str(out / "model"), "--limit", "1", "--no-gifs",
