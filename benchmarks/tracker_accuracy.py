@@ -92,9 +92,9 @@ def measure(roots: list[str], trackers: dict, *, views: list[int], num_points: i
                     sums[name]["moving"].append(float(error[moving].mean()))
                 if (~moving).any():
                     sums[name]["still"].append(float(error[~moving].mean()))
-                chosen = exact[0][moving] if moving.any() else exact[0]
-                sums[name]["stability"].append(metrics.motion_error(tracker.track(near_copy, chosen),
-                                                                    tracker.track(video, chosen)))
+                chosen = moving if moving.any() else np.ones_like(moving)
+                sums[name]["stability"].append(metrics.motion_error(tracker.track(near_copy, exact[0][chosen]),
+                                                                    found[:, chosen]))
     return {"clip_views": measured, "trackers": {
         name: {"name": trackers[name].name, "moving_px": _mean(s["moving"]), "still_px": _mean(s["still"]),
                "stability_px": _mean(s["stability"]), "seconds_per_view": s["seconds"] / max(1, measured)}

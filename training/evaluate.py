@@ -133,12 +133,16 @@ def resample_method(size: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]
     return resample
 
 
+def _resample_size(name: str) -> int | None:
+    """N of a ``resampleN`` method name within 1..SIZE, else None."""
+    size = name[len(RESAMPLE_PREFIX):]
+    ok = name.startswith(RESAMPLE_PREFIX) and size.isdigit() and 1 <= int(size) <= SIZE
+    return int(size) if ok else None
+
+
 def method_name(name: str) -> str:
     """``name`` if it names a method (one of METHODS or ``resampleN``), else a ValueError naming them."""
-    if name in METHODS:
-        return name
-    size = name[len(RESAMPLE_PREFIX):]
-    if name.startswith(RESAMPLE_PREFIX) and size.isdigit() and 1 <= int(size) <= SIZE:
+    if name in METHODS or _resample_size(name) is not None:
         return name
     raise ValueError(f"unknown method {name!r}: choose from {', '.join(METHODS)} or {RESAMPLE_PREFIX}N "
                      f"(N = 1..{SIZE}, e.g. {RESAMPLE_PREFIX}16)")
@@ -150,8 +154,8 @@ def baseline_method(name: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]
         return static_video
     if name == "shift":
         return shift_video
-    if name.startswith(RESAMPLE_PREFIX):
-        return resample_method(int(name[len(RESAMPLE_PREFIX):]))
+    if (size := _resample_size(name)) is not None:
+        return resample_method(size)
     raise ValueError(f"{name!r} needs a model")
 
 

@@ -2,9 +2,9 @@
 
 CoTracker (the paper's choice) is loaded from a local clone of its repository and a checkpoint
 file, through ``torch.hub.load(..., source="local")``; nothing is downloaded. When it is not on
-disk, OpenCV's pyramidal Lucas-Kanade is the labelled fallback (less robust to large motion and
-occlusion: its numbers are not comparable with the paper's). ``DenseFlowTracker`` chains OpenCV's
-dense optical flow (DIS or Farneback) from frame to frame instead: every pixel's motion is solved
+disk, a labelled OpenCV fallback tracks the points (its numbers are not comparable with the
+paper's): by default ``DenseFlowTracker``, OpenCV's dense optical flow (DIS or Farneback) chained
+from frame to frame, or pyramidal Lucas-Kanade. In dense flow every pixel's motion is solved
 with its neighbourhood's, so points on faces with little texture move with their part rather than
 stick. ``benchmarks/tracker_accuracy.py`` scores each tracker against the exact tracks Blender
 writes for rendered clips; ``make_tracker`` builds one by name.
@@ -62,10 +62,12 @@ class DenseFlowTracker:
         self.method = method
         self.name = f"dense flow ({method}, OpenCV fallback)"
 
-    def flow(self, previous: np.ndarray, current: np.ndarray) -> np.ndarray:
-        """``(H, W, 2)`` motion in pixels from grey frame ``previous`` to ``current``."""
+    def flow(self, previous: np.ndarray, current: np.ndarray, dis=None) -> np.ndarray:
+        """``(H, W, 2)`` motion in pixels from grey frame ``previous`` to ``current`` (``dis``: a DIS
+        solver to reuse across the frames of one video)."""
         if self.method == "dis":
-            return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(previous, current, None)
+            dis = dis or cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+            return dis.calc(previous, current, None)
         return cv2.calcOpticalFlowFarneback(previous, current, None, pyr_scale=0.5, levels=4, winsize=21,
                                             iterations=5, poly_n=7, poly_sigma=1.5, flags=0)
 
@@ -77,9 +79,10 @@ class DenseFlowTracker:
         if len(current) == 0:
             return tracks
         previous = cv2.cvtColor(video[0], cv2.COLOR_RGB2GRAY)
+        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM) if self.method == "dis" else None
         for t in range(1, len(video)):
             gray = cv2.cvtColor(video[t], cv2.COLOR_RGB2GRAY)
-            field = self.flow(previous, gray)
+            field = self.flow(previous, gray, dis)
             xs, ys = current[:, 0].reshape(1, -1), current[:, 1].reshape(1, -1)
             step = np.stack([cv2.remap(field[..., i], xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
                              .reshape(-1) for i in range(2)], axis=1)
