@@ -100,6 +100,9 @@ class TrainConfig:
     #: probability of zeroing image latent, CLIP embedding and drags together (the guidance's
     #: unconditional input); 0 in the spec, needed when the U-Net is trained from scratch
     cond_dropout: float = 0.0
+    #: extra loss weight on latent cells that change over the clip (0 in the spec: every cell alike);
+    #: see training/objective.py
+    motion_weight: float = 0.0
     ema_decay: float = 0.9999
     p_mean: float = 0.7
     p_std: float = 1.6
@@ -263,6 +266,8 @@ def check_config(config: Config, num_processes: int = 1) -> None:
         problems.append(f"optim.lr_warmup_steps ({o.lr_warmup_steps}) must be within [0, train.max_steps]")
     if t.max_steps < 1:
         problems.append("train.max_steps must be >= 1")
+    if t.motion_weight < 0:
+        problems.append(f"train.motion_weight must be >= 0, got {t.motion_weight}")
     if not 0 <= t.cond_dropout < 1:
         problems.append(f"train.cond_dropout must be in [0, 1), got {t.cond_dropout}")
     if t.max_minutes < 0:

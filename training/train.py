@@ -218,7 +218,7 @@ class Trainer:
                                p_mean=t.p_mean, p_std=t.p_std, drag_dropout=t.drag_dropout,
                                cond_dropout=t.cond_dropout)
         batch = {k: v.to(self.accelerator.device, non_blocking=True) for k, v in batch.items()}
-        return objective.denoising_loss(self.model, batch, draws)
+        return objective.denoising_loss(self.model, batch, draws, motion_weight=t.motion_weight)
 
     def _out_of_time(self, start: float, minutes: float) -> bool:
         """Whether the budget is spent, decided by the main process so that every process stops together."""

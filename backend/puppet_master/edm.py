@@ -78,10 +78,17 @@ def loss_weight(sigma: torch.Tensor) -> torch.Tensor:
     return 1.0 + sigma**-2
 
 
-def edm_loss(denoised: torch.Tensor, target: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+def edm_loss(denoised: torch.Tensor, target: torch.Tensor, sigma: torch.Tensor,
+             weights: torch.Tensor | None = None) -> torch.Tensor:
     """Mean over the batch of ``(1 + 1 / sigma^2) * mean((denoised - target)^2)`` (per sample).
 
-    Computed in float32 whatever the dtype of ``denoised``.
+    ``weights`` (broadcastable to ``target``, positive) turn each sample's mean into a weighted
+    mean. Computed in float32 whatever the dtype of ``denoised``.
     """
-    per_sample = ((denoised.float() - target.float()) ** 2).flatten(1).mean(dim=1)
+    error = (denoised.float() - target.float()) ** 2
+    if weights is None:
+        per_sample = error.flatten(1).mean(dim=1)
+    else:
+        weights = torch.broadcast_to(weights.float(), error.shape).flatten(1)
+        per_sample = (error.flatten(1) * weights).sum(dim=1) / weights.sum(dim=1)
     return (loss_weight(sigma.float()) * per_sample).mean()

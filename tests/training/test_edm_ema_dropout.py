@@ -60,6 +60,35 @@ def test_edm_loss_weights_each_sample():
     assert edm.edm_loss(denoised, target, sigma).item() == pytest.approx(expected)
 
 
+def test_edm_loss_with_weights_is_a_weighted_mean_per_sample():
+    target = torch.zeros(2, 3)
+    denoised = torch.tensor([[1.0, 2.0, 3.0], [1.0, 1.0, 1.0]])
+    sigma = torch.tensor([1.0, 1.0])
+    weights = torch.tensor([[1.0, 1.0, 2.0], [5.0, 1.0, 1.0]])
+    first = (1 * 1 + 1 * 4 + 2 * 9) / 4
+    expected = 2 * (first + 1.0) / 2
+    assert edm.edm_loss(denoised, target, sigma, weights).item() == pytest.approx(expected)
+    # uniform weights of any size give the unweighted loss
+    torch.testing.assert_close(edm.edm_loss(denoised, target, sigma, torch.full((2, 3), 7.0)),
+                               edm.edm_loss(denoised, target, sigma))
+
+
+def test_motion_weights_raise_the_cells_that_change_and_the_loss_where_a_model_misses_them():
+    x0 = torch.zeros(1, 3, 2, 4, 4)
+    x0[:, 1:, :, 1, 2] = 1.0   # a part that moves into cell (1, 2) in frames 1-2
+    x0[:, 2, :, 3, 3] = 0.1    # a small change, below MOTION_SCALE
+    w = objective.motion_weights(x0, 4.0)
+    assert w.shape == (1, 3, 1, 4, 4)
+    assert torch.all(w[:, 0] == 1.0)  # frame 0 never differs from itself
+    assert w[0, 1, 0, 1, 2] == pytest.approx(5.0) and w[0, 2, 0, 1, 2] == pytest.approx(5.0)
+    assert w[0, 2, 0, 3, 3] == pytest.approx(1 + 4 * 0.1 / objective.MOTION_SCALE)
+    assert w[0, 1, 0, 0, 0] == 1.0
+    # a prediction that copies frame 0 everywhere misses only the moving cells: the weighting raises its loss
+    copy = x0[:, :1].expand_as(x0)
+    sigma = torch.ones(1)
+    assert edm.edm_loss(copy, x0, sigma, w).item() > 3 * edm.edm_loss(copy, x0, sigma).item()
+
+
 def test_ema_update_follows_the_decay_and_swaps_back():
     model = nn.Linear(3, 2)
     with torch.no_grad():
