@@ -249,3 +249,15 @@ def load_checkpoint(
         restore_rng_state(rng)
     return TrainerState(state["step"], state["samples_seen"], state["scheduler"], state.get("scaler"),
                         state["ema_updates"], state.get("extra", {}))
+
+
+def trained_residual_scale(model_folder: str | Path) -> float:
+    """The ``train.residual_scale`` a checkpoint's ``model/`` or ``ema/`` folder was trained with
+    (its ``trainer_state.json``); 0 for folders outside a checkpoint or from older runs."""
+    state_file = Path(model_folder).parent / STATE_FILE
+    if not state_file.is_file():
+        return 0.0
+    try:
+        return float(json.loads(state_file.read_text()).get("extra", {}).get("residual_scale", 0.0))
+    except (json.JSONDecodeError, TypeError, ValueError) as exc:
+        raise ValueError(f"{state_file}: unreadable trainer state ({exc})") from exc

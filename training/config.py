@@ -103,6 +103,9 @@ class TrainConfig:
     #: extra loss weight on latent cells that change over the clip (0 in the spec: every cell alike);
     #: see training/objective.py
     motion_weight: float = 0.0
+    #: 0 (the spec): denoise the video latents. k > 0: denoise k * (latents - first-frame latent), so a
+    #: U-Net trained from scratch need not learn to copy the still frame (puppet_master/edm.py)
+    residual_scale: float = 0.0
     ema_decay: float = 0.9999
     p_mean: float = 0.7
     p_std: float = 1.6
@@ -266,6 +269,8 @@ def check_config(config: Config, num_processes: int = 1) -> None:
         problems.append(f"optim.lr_warmup_steps ({o.lr_warmup_steps}) must be within [0, train.max_steps]")
     if t.max_steps < 1:
         problems.append("train.max_steps must be >= 1")
+    if not 0 <= t.residual_scale < float("inf"):
+        problems.append(f"train.residual_scale must be a finite number >= 0, got {t.residual_scale}")
     if t.motion_weight < 0:
         problems.append(f"train.motion_weight must be >= 0, got {t.motion_weight}")
     if not 0 <= t.cond_dropout < 1:

@@ -243,10 +243,12 @@ def markdown_table(results: dict[str, dict], tracker_name: str, num_clips: int) 
 def build_model_pipeline(args, device: str):
     if args.unet:
         from puppet_master.models.unet import PuppetMasterUNet
+        from training.checkpointing import trained_residual_scale
         from training.validation import build_pipeline
 
         unet = PuppetMasterUNet.from_pretrained(args.unet).to(device).eval()
-        return build_pipeline(unet, svd_path=args.svd, tiny=args.tiny, device=device)
+        return build_pipeline(unet, svd_path=args.svd, tiny=args.tiny, device=device,
+                              residual_scale=trained_residual_scale(args.unet))
     from puppet_master.loading import load_pipeline
 
     return load_pipeline(args.model, svd=args.svd, checkpoint=args.checkpoint, tiny=args.tiny, device=device,

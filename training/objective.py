@@ -14,6 +14,10 @@ clips those are a few percent of the cells, so under a uniform loss a U-Net trai
 spends nearly all of its early samples learning to copy the still first frame; the weight hands
 the moving part a fixed share of the gradient from the start.
 
+``residual_scale`` (0 in the spec) moves the denoising into the space of
+:func:`puppet_master.edm.to_residual`: the target is ``k * (latents - first-frame latent)``, zero
+wherever nothing moves, so a U-Net trained from scratch gets the still frame for free.
+
 The random draws of sample ``i`` come from a generator seeded by ``(seed, i)``, so a step computes
 the same loss however the batch is split between processes and micro-steps, and after a resume.
 """
@@ -70,9 +74,19 @@ def motion_weights(x0: torch.Tensor, strength: float) -> torch.Tensor:
     return 1.0 + strength * (change / MOTION_SCALE).clamp(max=1.0)
 
 
-def denoising_loss(model, batch: dict[str, torch.Tensor], draws: Draws, motion_weight: float = 0.0) -> torch.Tensor:
+def target_latents(batch: dict[str, torch.Tensor], residual_scale: float = 0.0) -> torch.Tensor:
+    """What the U-Net learns to denoise: the video latents, or their residual (``residual_scale > 0``)."""
+    latents = batch["latents"].float()
+    if residual_scale <= 0:
+        return latents
+    anchor = batch["cond_latent"].float() * edm.VAE_SCALING_FACTOR  # the cache's cond latent is unscaled
+    return edm.to_residual(latents, anchor, residual_scale)
+
+
+def denoising_loss(model, batch: dict[str, torch.Tensor], draws: Draws, motion_weight: float = 0.0,
+                   residual_scale: float = 0.0) -> torch.Tensor:
     """The weighted x0 loss of one batch (float32 scalar); ``draws`` already on the batch's device."""
-    x0 = batch["latents"].float()
+    x0 = target_latents(batch, residual_scale)
     sigma = draws.sigma.to(x0.device, torch.float32)
     x_noisy = x0 + draws.noise.to(x0.device) * edm.append_dims(sigma, x0.ndim)
     cond_latent, embedding, keep_drags = batch["cond_latent"], batch["embedding"], draws.keep_drags.to(x0.device)
@@ -89,5 +103,5 @@ def denoising_loss(model, batch: dict[str, torch.Tensor], draws: Draws, motion_w
         drop_drags(batch["drags"], keep_drags),
     ).sample
     denoised = edm.denoise(output.float(), x_noisy, sigma)
-    weights = motion_weights(x0, motion_weight) if motion_weight > 0 else None
+    weights = motion_weights(batch["latents"].float(), motion_weight) if motion_weight > 0 else None
     return edm.edm_loss(denoised, x0, sigma, weights)

@@ -161,7 +161,7 @@ class Trainer:
         clips = load_validation_clips(v.data, v.num_clips)
         return Validator(clips, self.output_dir / "validation", svd_path=v.svd_path or self.config.model.svd_path,
                          tiny=self.config.model.init == "config", num_inference_steps=v.num_inference_steps,
-                         seed=self.config.seed)
+                         seed=self.config.seed, residual_scale=self.config.train.residual_scale)
 
     def _loader(self) -> DataLoader:
         acc = self.accelerator
@@ -199,6 +199,7 @@ class Trainer:
             scheduler=self.scheduler, scaler=acc.scaler, process_index=acc.process_index,
             is_main=acc.is_main_process, wait=acc.wait_for_everyone,
             total_limit=self.config.train.checkpoints_total_limit,
+            extra={"residual_scale": self.config.train.residual_scale},
             save_sharded=(lambda f: acc.save_state(str(f))) if self.sharded else None,
         )
 
@@ -218,7 +219,8 @@ class Trainer:
                                p_mean=t.p_mean, p_std=t.p_std, drag_dropout=t.drag_dropout,
                                cond_dropout=t.cond_dropout)
         batch = {k: v.to(self.accelerator.device, non_blocking=True) for k, v in batch.items()}
-        return objective.denoising_loss(self.model, batch, draws, motion_weight=t.motion_weight)
+        return objective.denoising_loss(self.model, batch, draws, motion_weight=t.motion_weight,
+                                        residual_scale=t.residual_scale)
 
     def _out_of_time(self, start: float, minutes: float) -> bool:
         """Whether the budget is spent, decided by the main process so that every process stops together."""

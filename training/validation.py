@@ -33,9 +33,10 @@ def load_validation_clips(folder: str | Path, num_clips: int, size: int = 256) -
     return clips
 
 
-def build_pipeline(model, *, svd_path: str | None, tiny: bool, device):
+def build_pipeline(model, *, svd_path: str | None, tiny: bool, device, residual_scale: float = 0.0):
     """A PuppetMasterPipeline around ``model`` (the training U-Net itself, not a copy), with SVD's
-    VAE and image encoder from ``svd_path``, or puppet_master.tiny's random ones when ``tiny``."""
+    VAE and image encoder from ``svd_path``, or puppet_master.tiny's random ones when ``tiny``;
+    ``residual_scale``: the ``train.residual_scale`` the U-Net was trained with."""
     from puppet_master.pipeline import PuppetMasterPipeline, svd_scheduler
 
     if tiny:
@@ -55,7 +56,7 @@ def build_pipeline(model, *, svd_path: str | None, tiny: bool, device):
             f"the image encoder gives {width}-d embeddings but the U-Net's cross_attention_dim is "
             f"{model.config.cross_attention_dim}: validation needs matching components"
         )
-    pipe = PuppetMasterPipeline(**components, unet=model, untrained=tiny)
+    pipe = PuppetMasterPipeline(**components, unet=model, untrained=tiny, latent_residual_scale=residual_scale)
     components["vae"].to(device)
     components["image_encoder"].to(device)
     pipe.set_progress_bar_config(disable=True)
@@ -66,15 +67,17 @@ class Validator:
     """Builds the pipeline around the training model once, then writes GIFs on demand."""
 
     def __init__(self, clips: list[ValidationClip], out_dir: Path, *, svd_path: str | None, tiny: bool,
-                 num_inference_steps: int, seed: int):
+                 num_inference_steps: int, seed: int, residual_scale: float = 0.0):
         self.clips, self.out_dir = clips, out_dir
+        self.residual_scale = residual_scale
         self.svd_path, self.tiny = svd_path, tiny
         self.num_inference_steps, self.seed = num_inference_steps, seed
         self.pipe = None
 
     def _pipeline(self, model, device):
         if self.pipe is None:
-            self.pipe = build_pipeline(model, svd_path=self.svd_path, tiny=self.tiny, device=device)
+            self.pipe = build_pipeline(model, svd_path=self.svd_path, tiny=self.tiny, device=device,
+                                       residual_scale=self.residual_scale)
         return self.pipe
 
     @torch.no_grad()

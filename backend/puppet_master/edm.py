@@ -92,3 +92,23 @@ def edm_loss(denoised: torch.Tensor, target: torch.Tensor, sigma: torch.Tensor,
         weights = torch.broadcast_to(weights.float(), error.shape).flatten(1)
         per_sample = (error.flatten(1) * weights).sum(dim=1) / weights.sum(dim=1)
     return (loss_weight(sigma.float()) * per_sample).mean()
+
+
+def to_residual(latents: torch.Tensor, anchor: torch.Tensor, scale: float) -> torch.Tensor:
+    """Video latents ``(B, N, C, h, w)`` -> the residual variable ``scale * (latents - anchor)``.
+
+    ``anchor`` (``(B, C, h, w)``, scaled like ``latents``) is the first frame's latent, repeated over
+    the frames. A model trained from scratch in this space (``scale > 0``) gets the still parts of
+    the first frame for free and spends its capacity on what moves; ``scale`` brings the small
+    residuals towards the unit standard deviation the noise levels assume.
+    """
+    if scale <= 0:
+        raise ValueError(f"the residual scale must be > 0, got {scale}")
+    return (latents - anchor.unsqueeze(1)) * scale
+
+
+def from_residual(residual: torch.Tensor, anchor: torch.Tensor, scale: float) -> torch.Tensor:
+    """Inverse of :func:`to_residual`: ``anchor + residual / scale``."""
+    if scale <= 0:
+        raise ValueError(f"the residual scale must be > 0, got {scale}")
+    return anchor.unsqueeze(1) + residual / scale

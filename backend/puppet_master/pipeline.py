@@ -27,6 +27,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
+from puppet_master import edm
 from puppet_master.drags import Drag, DragError, drags_to_array, validate_drag_array
 from puppet_master.guidance import combine_guidance, guidance_weights, needs_unconditional
 from puppet_master.image_prep import CROP_MODES, FRAME_SIZE, SquareWindow, prepare_frame
@@ -89,6 +90,10 @@ class PuppetMasterPipeline(DiffusionPipeline):
         scheduler: ``EulerDiscreteScheduler`` with SVD's configuration (see :func:`svd_scheduler`).
         feature_extractor: ``CLIPImageProcessor`` (its mean, std and crop size prepare CLIP's input).
         untrained: True for random-weight pipelines (``--tiny``); their outputs are labelled so.
+        default_min_guidance_scale / default_max_guidance_scale: the guidance a call uses when it names none.
+        latent_residual_scale: 0 (SVD and the paper): the U-Net denoises the video latents. ``k > 0``:
+            it denoises ``k * (latents - first-frame latent)`` (:func:`puppet_master.edm.to_residual`),
+            the space a U-Net trained with ``train.residual_scale = k`` learned (the tiny model).
     """
 
     model_cpu_offload_seq = "image_encoder->unet->vae"
@@ -104,8 +109,11 @@ class PuppetMasterPipeline(DiffusionPipeline):
         untrained: bool = False,
         default_min_guidance_scale: float = 1.0,
         default_max_guidance_scale: float = 5.0,
+        latent_residual_scale: float = 0.0,
     ):
         super().__init__()
+        if not np.isfinite(latent_residual_scale) or latent_residual_scale < 0:
+            raise ValueError(f"latent_residual_scale must be a finite number >= 0, got {latent_residual_scale!r}")
         channels = vae.config.latent_channels if vae is not None else None
         if unet is not None and channels is not None and (unet.config.in_channels, unet.config.out_channels) != (2 * channels, channels):
             raise ValueError(
@@ -117,7 +125,8 @@ class PuppetMasterPipeline(DiffusionPipeline):
         )
         # the guidance a call uses when it names none: the paper's 1 -> 5, or what a model was trained for
         self.register_to_config(untrained=bool(untrained), default_min_guidance_scale=float(default_min_guidance_scale),
-                                default_max_guidance_scale=float(default_max_guidance_scale))
+                                default_max_guidance_scale=float(default_max_guidance_scale),
+                                latent_residual_scale=float(latent_residual_scale))
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         #: run the two guidance branches as one batch (False: one after the other, less peak memory)
         self.batch_guidance = True
@@ -331,6 +340,7 @@ class PuppetMasterPipeline(DiffusionPipeline):
         pixels = self.frame_to_tensor(frame)
         embeds = self.encode_image_embeddings(pixels).repeat(batch, 1, 1)
         image_latents = self.encode_image_latents(pixels).to(self.unet.dtype).repeat(batch, 1, 1, 1)
+        anchor = image_latents.float() * self.vae.config.scaling_factor  # residual models: frame 0's latent
         drag_tensor = torch.from_numpy(frame_drags).to(device)
         if do_guidance:
             embeds = torch.cat([torch.zeros_like(embeds), embeds])
@@ -373,7 +383,9 @@ class PuppetMasterPipeline(DiffusionPipeline):
             if self._interrupt:
                 raise GenerationCancelled(len(timesteps), len(timesteps))
 
-            # 8. decode
+            # 8. back from the residual space, then decode
+            if self.config.latent_residual_scale > 0:
+                latents = edm.from_residual(latents, anchor, self.config.latent_residual_scale)
             if output_type == "latent":
                 frames = latents
             else:

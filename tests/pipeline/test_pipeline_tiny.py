@@ -150,3 +150,20 @@ def test_latents_of_more_channels_run_end_to_end(rgb_image):
     frames = generate(pipe, rgb_image, [DRAG_A], output_type="np", callback_on_step_end=callback).frames[0]
     assert frames.shape == (14, 256, 256, 3) and np.isfinite(frames).all()
     assert seen[0] == (1, 14, 16, 16, 16)
+
+
+def test_a_residual_model_adds_its_output_to_the_first_frame_latent(tiny_pipe, rgb_image):
+    """``latent_residual_scale k``: the same sampling, then ``first-frame latent + result / k``."""
+    from puppet_master.image_prep import prepare_frame
+    from puppet_master.pipeline import PuppetMasterPipeline
+
+    with pytest.raises(ValueError, match="latent_residual_scale must be"):
+        PuppetMasterPipeline(**tiny_pipe.components, latent_residual_scale=-1.0)
+    residual_pipe = PuppetMasterPipeline(**tiny_pipe.components, latent_residual_scale=4.0)
+    residual_pipe.set_progress_bar_config(disable=True)
+    plain = generate(tiny_pipe, rgb_image, [DRAG_A], seed=5, output_type="latent").frames
+    residual = generate(residual_pipe, rgb_image, [DRAG_A], seed=5, output_type="latent").frames
+    frame, _ = prepare_frame(rgb_image, "none", size=tiny_pipe.frame_size)
+    anchor = tiny_pipe.encode_image_latents(tiny_pipe.frame_to_tensor(frame)) * tiny_pipe.vae.config.scaling_factor
+    torch.testing.assert_close(residual, anchor.unsqueeze(1) + plain / 4.0, atol=1e-5, rtol=1e-5)
+    assert residual_pipe.config.latent_residual_scale == 4.0

@@ -41,6 +41,7 @@ def test_paper_config_without_paths_says_what_is_missing():
         (["train.drag_dropout=1.5"], "drag_dropout"),
         (["train.ema_decay=1.0"], "ema_decay"),
         (["train.motion_weight=-1.0"], "motion_weight must be >= 0"),
+        (["train.residual_scale=-2.0"], "residual_scale must be a finite number >= 0"),
         (["train.mixed_precision='fp8'"], "mixed_precision"),
         (["optim.lr_warmup_steps=20000"], "lr_warmup_steps"),
         (["validation.data=''"], "validation.data"),

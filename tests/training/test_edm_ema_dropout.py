@@ -89,6 +89,38 @@ def test_motion_weights_raise_the_cells_that_change_and_the_loss_where_a_model_m
     assert edm.edm_loss(copy, x0, sigma, w).item() > 3 * edm.edm_loss(copy, x0, sigma).item()
 
 
+def test_the_residual_space_is_zero_where_nothing_moves_and_round_trips():
+    anchor = torch.randn(2, 3, 4, 4)
+    latents = anchor.unsqueeze(1).repeat(1, 5, 1, 1, 1)
+    latents[:, 3:, :, 1, 1] += 0.5  # a part that moves in the last frames
+    residual = edm.to_residual(latents, anchor, 4.0)
+    assert residual[:, :3].abs().max() == 0 and residual[:, 3:, :, 1, 1] == pytest.approx(2.0)
+    torch.testing.assert_close(edm.from_residual(residual, anchor, 4.0), latents)
+    with pytest.raises(ValueError, match="residual scale must be > 0"):
+        edm.to_residual(latents, anchor, 0.0)
+
+
+class _PerfectStillDenoiser(nn.Module):
+    """Outputs the F for which the denoised sample is exactly zero, whatever the noise level."""
+
+    def forward(self, x, t, cond_latent, embedding, drags):
+        sigma = torch.exp(4 * t).view(-1, *([1] * (x.ndim - 1)))
+        x_noisy = x / edm.c_in(sigma)
+        return type("Out", (), {"sample": -edm.c_skip(sigma) * x_noisy / edm.c_out(sigma)})()
+
+
+def test_in_the_residual_space_a_still_clip_is_the_zero_target():
+    """A clip whose frames all equal the condition: predicting zero is perfect only in residual space."""
+    cond = torch.randn(2, 4, 3, 3)
+    batch = {"latents": (cond * edm.VAE_SCALING_FACTOR).unsqueeze(1).repeat(1, 6, 1, 1, 1), "cond_latent": cond,
+             "embedding": torch.rand(2, 1, 8), "drags": torch.zeros(2, 6, 5, 4)}
+    draws = objective.Draws(torch.tensor([0.3, 5.0]), torch.randn(2, 6, 4, 3, 3), torch.tensor([True, True]))
+    net = _PerfectStillDenoiser()
+    assert objective.denoising_loss(net, batch, draws, residual_scale=8.0).item() == pytest.approx(0.0, abs=1e-8)
+    assert objective.denoising_loss(net, batch, draws).item() > 0.01
+    torch.testing.assert_close(objective.target_latents(batch, 8.0), torch.zeros_like(batch["latents"]))
+
+
 def test_ema_update_follows_the_decay_and_swaps_back():
     model = nn.Linear(3, 2)
     with torch.no_grad():

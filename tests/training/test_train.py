@@ -177,3 +177,13 @@ def test_a_spent_time_budget_checkpoints_and_the_same_command_resumes(tmp_path, 
 def test_a_negative_time_budget_is_refused(tmp_path, latent_cache):
     with pytest.raises(ConfigError, match="max_minutes"):
         tiny_config(tmp_path, latent_cache, {"train.max_minutes": -1})
+
+
+def test_a_residual_run_records_its_scale_where_assembly_reads_it(tmp_path, latent_cache):
+    config = tiny_config(tmp_path, latent_cache, {"train.max_steps": 2, "train.checkpoint_every": 2,
+                                                  "train.residual_scale": 3.0})
+    trainer = Trainer(config).train()
+    assert all(np.isfinite(v) for v in trainer.losses.values())
+    ema = tmp_path / "checkpoints" / "checkpoint-00000002" / "ema"
+    assert checkpointing.trained_residual_scale(ema) == 3.0
+    assert checkpointing.trained_residual_scale(tmp_path) == 0.0  # not a checkpoint: a plain model
