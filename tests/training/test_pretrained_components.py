@@ -52,3 +52,19 @@ def test_committed_components_load_and_reconstruct_far_better_than_untrained():
 
     report = json.loads((FOLDER / "vae_report.json").read_text())
     assert report["latent_channels"] == vae.config.latent_channels and report["vae_steps"] > 0
+
+
+def test_committed_work_in_progress_unet_matches_the_recipe_and_records_its_residual_space():
+    """training/pretrained/tiny_unet: the recipe's U-Net, loadable as a training init and assembly input."""
+    from puppet_master.models.unet import PuppetMasterUNet
+    from training.checkpointing import trained_residual_scale
+    from training.config import load_config
+
+    folder = ROOT / "training" / "pretrained" / "tiny_unet" / "ema"
+    config = load_config(ROOT / "training" / "configs" / "tiny_trained.toml")
+    unet = PuppetMasterUNet.from_pretrained(folder)
+    for key, value in config.model.unet_config.items():
+        got = unet.config[key]
+        assert (list(got) if isinstance(got, (list, tuple)) else got) == value, key
+    assert trained_residual_scale(folder) == config.train.residual_scale == 4.0
+    assert all(torch.isfinite(p).all() for p in unet.parameters())
