@@ -339,8 +339,10 @@ class PuppetMasterPipeline(DiffusionPipeline):
         # 3. encode the first frame: CLIP embedding and VAE latent, zeros for the unconditional branch
         pixels = self.frame_to_tensor(frame)
         embeds = self.encode_image_embeddings(pixels).repeat(batch, 1, 1)
-        image_latents = self.encode_image_latents(pixels).to(self.unet.dtype).repeat(batch, 1, 1, 1)
-        anchor = image_latents.float() * self.vae.config.scaling_factor  # residual models: frame 0's latent
+        first_latent = self.encode_image_latents(pixels).float()
+        image_latents = first_latent.to(self.unet.dtype).repeat(batch, 1, 1, 1)
+        residual_scale = self.config.latent_residual_scale
+        anchor = (first_latent * self.vae.config.scaling_factor).repeat(batch, 1, 1, 1) if residual_scale > 0 else None
         drag_tensor = torch.from_numpy(frame_drags).to(device)
         if do_guidance:
             embeds = torch.cat([torch.zeros_like(embeds), embeds])
@@ -384,8 +386,8 @@ class PuppetMasterPipeline(DiffusionPipeline):
                 raise GenerationCancelled(len(timesteps), len(timesteps))
 
             # 8. back from the residual space, then decode
-            if self.config.latent_residual_scale > 0:
-                latents = edm.from_residual(latents, anchor, self.config.latent_residual_scale)
+            if anchor is not None:
+                latents = edm.from_residual(latents, anchor, residual_scale)
             if output_type == "latent":
                 frames = latents
             else:
