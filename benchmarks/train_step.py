@@ -4,6 +4,8 @@ as ratios against a baseline variant measured in the same run.
 
     python benchmarks/train_step.py                       # tiny config, CPU: checkpointing on vs off
     python benchmarks/train_step.py --full --batch 8      # GPU: full SVD-size U-Net (random weights), bf16
+    python benchmarks/train_step.py --config training/configs/tiny_trained.toml --batch 2 --threads 1
+                                                          # a recipe on its own data: fp32 vs bf16 autocast
 
 CPU peak memory is the process's maximum resident set size; GPU peak memory is
 ``torch.cuda.max_memory_allocated``. The first measured step is a warm-up and is dropped.
@@ -38,12 +40,15 @@ def child(spec: dict) -> dict:
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
     with tempfile.TemporaryDirectory() as out:
-        overrides = [
-            f"output_dir={json.dumps(out)}",
-            f"data.sources=[{{name = 'dam', kind = 'drag_a_move', path = {json.dumps(str(DATA))}, weight = 1.0}}]",
+        overrides = [f"output_dir={json.dumps(out)}"]
+        if not spec.get("config"):
+            overrides.append(
+                f"data.sources=[{{name = 'dam', kind = 'drag_a_move', path = {json.dumps(str(DATA))}, weight = 1.0}}]")
+        overrides += [
             f"data.batch_size={spec['batch']}",
             f"train.global_batch_size={spec['batch']}",
             f"train.max_steps={spec['steps']}",
+            f"optim.lr_warmup_steps={min(spec['steps'], 1)}",
             f"train.checkpoint_every={spec['steps'] + 1}",
             "train.log_every=1",
             f"train.mixed_precision={json.dumps(spec['precision'])}",
@@ -52,7 +57,7 @@ def child(spec: dict) -> dict:
         ]
         if spec["full"]:
             overrides.append("model.unet_config={num_frames = 14}")  # the SVD-size architecture, random weights
-        config = load_config(TINY, overrides)
+        config = load_config(spec.get("config") or TINY, overrides)
         config.train.checkpoint_every = 10**9
         trainer = Trainer(config)
         cuda = trainer.accelerator.device.type == "cuda"
@@ -88,6 +93,8 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="a training recipe (TOML) run on its own data sources: compares fp32 with bf16 autocast")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -96,18 +103,26 @@ def main() -> int:
     precision = "bf16" if args.full else "no"
     base = {"full": args.full, "batch": args.batch, "steps": args.steps, "precision": precision,
             "threads": args.threads}
+    if args.config is not None:
+        if not args.config.is_file():
+            raise SystemExit(f"error: no recipe at {args.config}")
+        base["config"] = str(args.config.resolve())
     variants = [
         {**base, "name": "baseline: no gradient checkpointing", "checkpointing": False},
         {**base, "name": "gradient checkpointing", "checkpointing": True},
     ]
-    if not args.full:
+    if args.config is not None:
+        variants = [{**base, "name": "baseline: fp32", "checkpointing": False},
+                    {**base, "name": "bf16 autocast", "checkpointing": False, "precision": "bf16"}]
+    elif not args.full:
         variants.append({**base, "name": "gradient checkpointing + bf16 autocast", "checkpointing": True,
                          "precision": "bf16"})
     results = [(v, run_variant(v)) for v in variants]
     for _, r in results:  # on the CPU count what training adds to the process (imports excluded)
         r["memory"] = r["peak_memory_mib"] if args.full else r["peak_memory_mib"] - r["rss_before_mib"]
     ref = results[0][1]
-    print(f"device: {ref['device']}; model: {'full SVD-size' if args.full else 'tiny'} U-Net; "
+    model = args.config or ('full SVD-size' if args.full else 'tiny')
+    print(f"device: {ref['device']}; model: {model} U-Net; "
           f"batch {args.batch}; {args.steps} steps (first dropped)")
     label = "peak MiB" if args.full else "+peak MiB"
     print(f"{'variant':42s} {'samples/s':>10s} {'x base':>7s} {label:>9s} {'x base':>7s}")
