@@ -76,10 +76,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
     state = args.source / "trainer_state.json"
     if state.is_file():  # keeps the residual space the weights were trained in (assemble_pipeline reads it)
         shutil.copy2(state, args.out / "trainer_state.json")
-    modules = sorted({name.rsplit(".", 2)[0].split(".attentions.")[0].split(".flow_convs.")[0]
-                      .split(".drag_token_mlps.")[0] for name in added})
+    blocks = sorted({".".join(name.split(".")[:2]) for name in added})  # e.g. down_blocks.0
     count = sum(grown.state_dict()[name].numel() for name in added)
-    print(json.dumps({"out": str(args.out), "added_parameters": count, "added_in": modules,
+    print(json.dumps({"out": str(args.out), "added_parameters": count, "added_in": blocks,
                       "parameters": sum(p.numel() for p in grown.parameters())}))
     return args.out
 
