@@ -11,14 +11,15 @@ its residual branch adds nothing, and the drag modulation towers start at zero b
 (``DragEmbedder``): the grown network's output equals the trained one's until training moves them
 (up to the GroupNorm eps of the resnets: diffusers builds them with 1e-6 in cross-attention down blocks,
 1e-5 in plain ones; on the committed tiny U-Net the outputs differ by under 1e-4).
-Then train it with ``model.init = "checkpoint"`` and ``model.checkpoint_path`` set to ``--out``.
+The residual scale of the trained weights (their checkpoint's ``trainer_state.json``) is written beside
+``--out`` the same way. Then train it with ``model.init = "checkpoint"`` and ``model.checkpoint_path``
+set to ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -53,6 +54,7 @@ def grow(trained, unet_config: dict):
 
 def main(argv: Sequence[str] | None = None) -> Path:
     from puppet_master.models.unet import PuppetMasterUNet
+    from training.checkpointing import STATE_FILE, trained_residual_scale
     from training.config import load_config
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -72,12 +74,13 @@ def main(argv: Sequence[str] | None = None) -> Path:
         grown, added = grow(trained, layout)
     except GrowError as exc:
         raise SystemExit(f"cannot grow {args.source} into the layout of {args.config}: {exc}") from None
+    residual_scale = trained_residual_scale(args.source)
     grown.save_pretrained(args.out)
-    state = args.source / "trainer_state.json"
-    if state.is_file():  # keeps the residual space the weights were trained in (assemble_pipeline reads it)
-        shutil.copy2(state, args.out / "trainer_state.json")
+    if residual_scale:  # the residual space the weights were trained in, where assemble_pipeline reads it
+        (args.out.parent / STATE_FILE).write_text(json.dumps({"extra": {"residual_scale": residual_scale}}))
     blocks = sorted({".".join(name.split(".")[:2]) for name in added})  # e.g. down_blocks.0
-    count = sum(grown.state_dict()[name].numel() for name in added)
+    state = grown.state_dict()
+    count = sum(state[name].numel() for name in added)
     print(json.dumps({"out": str(args.out), "added_parameters": count, "added_in": blocks,
                       "parameters": sum(p.numel() for p in grown.parameters())}))
     return args.out

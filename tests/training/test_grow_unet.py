@@ -11,6 +11,7 @@ import torch
 from puppet_master.models.unet import PuppetMasterUNet
 from tests.training.conftest import ROOT, TEST_UNET_CONFIG
 from training import grow_unet
+from training.checkpointing import trained_residual_scale
 
 PLAIN = {**TEST_UNET_CONFIG, "down_block_types": ["DownBlockSpatioTemporal"] * 2,
          "up_block_types": ["UpBlockSpatioTemporal"] * 2}
@@ -81,16 +82,16 @@ def test_a_layout_that_reshapes_trained_weights_is_refused_by_name():
 
 
 def test_cli_writes_a_folder_training_can_start_from(tmp_path):
-    source = tmp_path / "trained"
+    source = tmp_path / "checkpoint-00000007" / "ema"  # laid out as training writes a checkpoint
     _trained().save_pretrained(source)
-    (source / "trainer_state.json").write_text(json.dumps({"step": 7, "residual_scale": 4.0}))
+    (source.parent / "trainer_state.json").write_text(json.dumps({"step": 7, "extra": {"residual_scale": 4.0}}))
     recipe = tmp_path / "recipe.toml"
     recipe.write_text((ROOT / "training" / "configs" / "tiny.toml").read_text())
-    out = grow_unet.main(["--from", str(source), "--config", str(recipe), "--out", str(tmp_path / "grown"),
+    out = grow_unet.main(["--from", str(source), "--config", str(recipe), "--out", str(tmp_path / "grown" / "unet"),
                           "--set", f"model.unet_config={_toml_table(TEST_UNET_CONFIG)}"])
     loaded = PuppetMasterUNet.from_pretrained(out)
     assert list(loaded.config.down_block_types) == TEST_UNET_CONFIG["down_block_types"]
-    assert json.loads((out / "trainer_state.json").read_text())["residual_scale"] == 4.0
+    assert trained_residual_scale(out) == 4.0  # what assemble_pipeline reads
 
     with pytest.raises(SystemExit, match=r"no config\.json"):
         grow_unet.main(["--from", str(tmp_path / "nowhere"), "--config", str(recipe), "--out", str(tmp_path / "x")])
