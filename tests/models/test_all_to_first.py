@@ -1,11 +1,17 @@
-"""All-to-first attention: equal to the straightforward all-frames-K/V variant, frame 0 only."""
+"""The attention processors: all-to-first equal to the straightforward all-frames-K/V variant (frame 0
+only); plain attention equal to diffusers' processor; float32 attention on the CPU under autocast."""
 
 import pytest
 import torch
 from conftest import TINY_CONFIG, randomize_, tiny_inputs
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
-from puppet_master.models.attention import AllToFirstAttnProcessor, AllToFirstReferenceAttnProcessor
+from puppet_master.models.attention import (
+    AllToFirstAttnProcessor,
+    AllToFirstReferenceAttnProcessor,
+    PlainAttnProcessor,
+    attention,
+)
 from puppet_master.models.unet import PuppetMasterUNet
 
 
@@ -70,6 +76,7 @@ def test_model_uses_it_on_spatial_self_attention_only_and_matches_reference_mode
     assert len(spatial) == 3 + 1 + 6
     assert all(".transformer_blocks." in name and name.endswith("attn1.processor") for name in spatial)
     assert not any("temporal" in name for name in spatial)
+    assert all(isinstance(proc, PlainAttnProcessor) for name, proc in processors.items() if name not in spatial)
 
     inputs = tiny_inputs(model, frames=4)
     with torch.no_grad():
@@ -77,3 +84,35 @@ def test_model_uses_it_on_spatial_self_attention_only_and_matches_reference_mode
         model.set_attn_processor(model.default_attn_processors(AllToFirstReferenceAttnProcessor))
         reference = model(**inputs).sample
     torch.testing.assert_close(fast, reference, atol=1e-5, rtol=1e-5)
+
+
+def test_plain_processor_equals_diffusers_for_self_and_cross_attention():
+    torch.manual_seed(0)
+    hidden, context = torch.randn(3, 7, 16), torch.randn(3, 1, 12)
+    for width, kwargs in ((None, {}), (12, {"encoder_hidden_states": context})):
+        attn = Attention(query_dim=16, cross_attention_dim=width, heads=2, dim_head=8).eval()
+        outs = []
+        for processor in (PlainAttnProcessor(), AttnProcessor2_0()):
+            attn.set_processor(processor)
+            with torch.no_grad():
+                outs.append(attn(hidden, **kwargs))
+        torch.testing.assert_close(outs[0], outs[1], atol=1e-6, rtol=1e-5)
+    attn.set_processor(PlainAttnProcessor())
+    with pytest.raises(ValueError, match="attention mask"):
+        attn(hidden, attention_mask=torch.ones(3, 7))
+
+
+def test_cpu_attention_runs_in_float32_under_bf16_autocast():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(4, 2, 14, 8) for _ in range(3))
+    exact = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = attention(q, k, v)
+        half = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    assert out.dtype == torch.float32 and half.dtype == torch.bfloat16
+    torch.testing.assert_close(out, exact)
+    assert (half.float() - exact).abs().max() > 1e-3  # what autocast alone would have given
+    low = attention(q.bfloat16(), k.bfloat16(), v.bfloat16())
+    assert low.dtype == torch.bfloat16
+    torch.testing.assert_close(low.float(), torch.nn.functional.scaled_dot_product_attention(
+        q.bfloat16().float(), k.bfloat16().float(), v.bfloat16().float()).bfloat16().float())

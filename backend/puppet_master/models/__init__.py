@@ -16,6 +16,7 @@ _LAZY = {
     "encode_drags": "puppet_master.models.drag_encoding",
     "AllToFirstAttnProcessor": "puppet_master.models.attention",
     "AllToFirstReferenceAttnProcessor": "puppet_master.models.attention",
+    "PlainAttnProcessor": "puppet_master.models.attention",
     "load_released_state_dict": "puppet_master.models.loading",
 }
 

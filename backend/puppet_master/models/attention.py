@@ -1,8 +1,13 @@
-"""All-to-first spatial self-attention as diffusers attention processors.
+"""The U-Net's attention processors: all-to-first spatial self-attention, and plain attention.
 
 Every frame's queries attend to the keys and values of frame 0 of the same video. The spatial
 transformer blocks see hidden states ``(batch * frames, tokens, channels)`` and cannot know the
 number of frames, so the model sets ``processor.num_frames`` before each forward pass.
+
+Both processors compute attention through :func:`attention`, which on the CPU runs it in float32
+even under bf16 autocast: PyTorch's CPU kernels in half precision are far slower on this model's
+short sequences (``benchmarks/attention_precision.py``: 12x for the temporal attention over 14
+frames), and float32 is never much slower on the long ones.
 """
 
 from __future__ import annotations
@@ -11,7 +16,19 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
 
-__all__ = ["AllToFirstAttnProcessor", "AllToFirstReferenceAttnProcessor"]
+__all__ = ["AllToFirstAttnProcessor", "AllToFirstReferenceAttnProcessor", "PlainAttnProcessor", "attention"]
+
+
+def attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+    """``scaled_dot_product_attention`` of ``(batch, heads, seq, d)`` tensors, in float32 on the CPU.
+
+    The result has the query's dtype. On other devices this is the plain call.
+    """
+    if query.device.type != "cpu" or (query.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")):
+        return F.scaled_dot_product_attention(query, key, value, scale=scale)
+    with torch.autocast("cpu", enabled=False):
+        out = F.scaled_dot_product_attention(query.float(), key.float(), value.float(), scale=scale)
+    return out.to(query.dtype)
 
 
 class _FramesAwareProcessor:
@@ -73,7 +90,7 @@ class AllToFirstAttnProcessor(_FramesAwareProcessor):
         if attn.norm_k is not None:
             key = attn.norm_k(key)
 
-        out = F.scaled_dot_product_attention(query, key, value, scale=attn.scale)
+        out = attention(query, key, value, scale=attn.scale)
         out = out.transpose(1, 2).reshape(batch * self.num_frames, tokens, -1).to(query.dtype)
         return self._finish(attn, out, hidden_states)
 
@@ -109,6 +126,42 @@ class AllToFirstReferenceAttnProcessor(_FramesAwareProcessor):
         if attn.norm_k is not None:
             key = attn.norm_k(key)
 
-        out = F.scaled_dot_product_attention(query, key, value, scale=attn.scale)
+        out = attention(query, key, value, scale=attn.scale)
         out = out.transpose(1, 2).reshape(batch_frames, tokens, -1).to(query.dtype)
         return self._finish(attn, out, hidden_states)
+
+
+class PlainAttnProcessor:
+    """Self- or cross-attention as diffusers' ``AttnProcessor2_0`` computes it, through :func:`attention`.
+
+    For the temporal self-attention and the cross-attentions of the spatio-temporal transformers:
+    ``(batch, seq, channels)`` hidden states, no mask, no spatial or group norm.
+    """
+
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+        **kwargs,
+    ) -> torch.Tensor:
+        if attention_mask is not None or attn.spatial_norm is not None or attn.group_norm is not None:
+            raise ValueError("PlainAttnProcessor takes no attention mask, spatial norm or group norm")
+        if hidden_states.ndim != 3:
+            raise ValueError(f"PlainAttnProcessor expects (batch, seq, channels) hidden states, got {tuple(hidden_states.shape)}")
+        batch = hidden_states.shape[0]
+        context = hidden_states
+        if encoder_hidden_states is not None:
+            context = attn.norm_encoder_hidden_states(encoder_hidden_states) if attn.norm_cross else encoder_hidden_states
+        query = _FramesAwareProcessor._heads(attn, attn.to_q(hidden_states), batch)
+        key = _FramesAwareProcessor._heads(attn, attn.to_k(context), batch)
+        value = _FramesAwareProcessor._heads(attn, attn.to_v(context), batch)
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+        out = attention(query, key, value, scale=attn.scale)
+        out = out.transpose(1, 2).reshape(batch, -1, out.shape[1] * out.shape[3]).to(query.dtype)
+        return _FramesAwareProcessor._finish(attn, out, hidden_states)

@@ -23,7 +23,7 @@ from diffusers.models.unets.unet_3d_blocks import (
 from diffusers.utils import BaseOutput
 from torch import nn
 
-from .attention import AllToFirstAttnProcessor
+from .attention import AllToFirstAttnProcessor, PlainAttnProcessor
 from .blocks import DragCrossAttnDownBlock, DragCrossAttnUpBlock
 from .drag_encoding import check_drags, pad_drags
 from .drag_modules import DragContext
@@ -201,12 +201,10 @@ class PuppetMasterUNet(ModelMixin, AttentionMixin, ConfigMixin):
         return [name for name in self.attn_processors if ".transformer_blocks." in name and ".attn1." in name]
 
     def default_attn_processors(self, all_to_first_cls: type = AllToFirstAttnProcessor) -> dict:
-        """All-to-first processors on the spatial self-attentions, diffusers' default everywhere else."""
-        from diffusers.models.attention_processor import AttnProcessor2_0
-
+        """All-to-first processors on the spatial self-attentions, plain attention everywhere else."""
         spatial = set(self.spatial_self_attention_names())
         return {
-            name: all_to_first_cls() if name in spatial else AttnProcessor2_0() for name in self.attn_processors
+            name: all_to_first_cls() if name in spatial else PlainAttnProcessor() for name in self.attn_processors
         }
 
     def set_attn_processor(self, processor) -> None:
