@@ -21,11 +21,15 @@ from pathlib import Path
 
 import torch
 
+from puppet_master.guidance import GUIDANCE_DROPS
+
 
 def assemble(components: str | Path, unet: str | Path, out: str | Path, *, fp16: bool = False,
-             guidance: tuple[float, float] = (1.0, 5.0), residual_scale: float | None = None) -> Path:
-    """Write the pipeline folder; ``guidance`` (first, last frame) becomes its default guidance;
-    ``residual_scale`` None: the one the U-Net's checkpoint was trained with."""
+             guidance: tuple[float, float] = (1.0, 5.0), residual_scale: float | None = None,
+             guidance_drops: str = "all") -> Path:
+    """Write the pipeline folder; ``guidance`` (first, last frame) becomes its default guidance and
+    ``guidance_drops`` what its unconditional branch drops; ``residual_scale`` None: the one the
+    U-Net's checkpoint was trained with."""
     from puppet_master.models.unet import PuppetMasterUNet
     from puppet_master.pipeline import PuppetMasterPipeline, svd_scheduler
     from training.cache_latents import load_svd_encoders
@@ -41,7 +45,7 @@ def assemble(components: str | Path, unet: str | Path, out: str | Path, *, fp16:
         raise ValueError(f"image encoder width {width} != U-Net cross_attention_dim {model.config.cross_attention_dim}")
     pipe = PuppetMasterPipeline(**parts, unet=model.eval(), scheduler=svd_scheduler(),
                                 default_min_guidance_scale=guidance[0], default_max_guidance_scale=guidance[1],
-                                latent_residual_scale=residual_scale)
+                                latent_residual_scale=residual_scale, guidance_drops=guidance_drops)
     if fp16:
         pipe.to(dtype=torch.float16)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -65,12 +69,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fp16", action="store_true", help="store the weights in half precision")
     parser.add_argument("--guidance", type=float, nargs=2, default=(1.0, 5.0), metavar=("FIRST", "LAST"),
                         help="the pipeline's default guidance of the first and last frame (default: 1 5, the paper's)")
+    parser.add_argument("--guidance-drops", choices=GUIDANCE_DROPS, default="all",
+                        help="what the guidance's unconditional branch drops: all (the paper) or only the drags")
     parser.add_argument("--residual-scale", type=float, default=None,
                         help="the U-Net's train.residual_scale (default: read from its checkpoint, else 0)")
     args = parser.parse_args(argv)
     try:
         folder = assemble(args.components, args.unet, args.out, fp16=args.fp16, guidance=tuple(args.guidance),
-                          residual_scale=args.residual_scale)
+                          residual_scale=args.residual_scale, guidance_drops=args.guidance_drops)
     except (OSError, ValueError) as exc:
         parser.exit(2, f"error: {exc}\n")
     print(f"pipeline written to {folder}")

@@ -1,7 +1,8 @@
 """Classifier-free guidance with a per-frame weight (SVD's linear ramp, 1.0 at frame 0 -> 5.0 at frame 13).
 
-The unconditional branch sees a zero first-frame latent, a zero CLIP embedding and zero drags; the
-two branches run as one batch ``[uncond, cond]``. Because the EDM denoiser is affine in the network
+The unconditional branch sees a zero first-frame latent, a zero CLIP embedding and zero drags (or,
+with ``guidance_drops="drags"``, the same image and zero drags); the two branches run as one batch
+``[uncond, cond]``. Because the EDM denoiser is affine in the network
 output with the same ``c_skip``/``c_out`` for both branches, guiding the network output equals
 guiding the denoised sample.
 """
@@ -9,6 +10,9 @@ guiding the denoised sample.
 from __future__ import annotations
 
 import torch
+
+#: what the unconditional branch drops: everything (SVD, the paper) or only the drags
+GUIDANCE_DROPS = ("all", "drags")
 
 
 def guidance_weights(

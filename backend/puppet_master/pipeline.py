@@ -29,7 +29,7 @@ from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
 from puppet_master import edm
 from puppet_master.drags import Drag, DragError, drags_to_array, validate_drag_array
-from puppet_master.guidance import combine_guidance, guidance_weights, needs_unconditional
+from puppet_master.guidance import GUIDANCE_DROPS, combine_guidance, guidance_weights, needs_unconditional
 from puppet_master.image_prep import CROP_MODES, FRAME_SIZE, SquareWindow, prepare_frame
 from puppet_master.models.unet import PuppetMasterUNet
 from puppet_master.models.vae import TemporalVAE
@@ -94,6 +94,9 @@ class PuppetMasterPipeline(DiffusionPipeline):
         latent_residual_scale: 0 (SVD and the paper): the U-Net denoises the video latents. ``k > 0``:
             it denoises ``k * (latents - first-frame latent)`` (:func:`puppet_master.edm.to_residual`),
             the space a U-Net trained with ``train.residual_scale = k`` learned (the tiny model).
+        guidance_drops: what the unconditional branch of the guidance drops: ``"all"`` (SVD and the
+            paper: zero first-frame latent, CLIP embedding and drags) or ``"drags"`` (zero drags only,
+            the input drag dropout trains; the guidance then amplifies only what the drags change).
     """
 
     model_cpu_offload_seq = "image_encoder->unet->vae"
@@ -110,8 +113,11 @@ class PuppetMasterPipeline(DiffusionPipeline):
         default_min_guidance_scale: float = 1.0,
         default_max_guidance_scale: float = 5.0,
         latent_residual_scale: float = 0.0,
+        guidance_drops: str = "all",
     ):
         super().__init__()
+        if guidance_drops not in GUIDANCE_DROPS:
+            raise ValueError(f"guidance_drops must be one of {', '.join(GUIDANCE_DROPS)}, got {guidance_drops!r}")
         if not np.isfinite(latent_residual_scale) or latent_residual_scale < 0:
             raise ValueError(f"latent_residual_scale must be a finite number >= 0, got {latent_residual_scale!r}")
         channels = vae.config.latent_channels if vae is not None else None
@@ -126,7 +132,7 @@ class PuppetMasterPipeline(DiffusionPipeline):
         # the guidance a call uses when it names none: the paper's 1 -> 5, or what a model was trained for
         self.register_to_config(untrained=bool(untrained), default_min_guidance_scale=float(default_min_guidance_scale),
                                 default_max_guidance_scale=float(default_max_guidance_scale),
-                                latent_residual_scale=float(latent_residual_scale))
+                                latent_residual_scale=float(latent_residual_scale), guidance_drops=guidance_drops)
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         #: run the two guidance branches as one batch (False: one after the other, less peak memory)
         self.batch_guidance = True
@@ -345,8 +351,9 @@ class PuppetMasterPipeline(DiffusionPipeline):
         anchor = (first_latent * self.vae.config.scaling_factor).repeat(batch, 1, 1, 1) if residual_scale > 0 else None
         drag_tensor = torch.from_numpy(frame_drags).to(device)
         if do_guidance:
-            embeds = torch.cat([torch.zeros_like(embeds), embeds])
-            image_latents = torch.cat([torch.zeros_like(image_latents), image_latents])
+            drop_image = self.config.get("guidance_drops", "all") == "all"
+            embeds = torch.cat([torch.zeros_like(embeds) if drop_image else embeds, embeds])
+            image_latents = torch.cat([torch.zeros_like(image_latents) if drop_image else image_latents, image_latents])
             drag_tensor = torch.cat([torch.zeros_like(drag_tensor), drag_tensor])
 
         # 4. timesteps (c_noise = 0.25 ln sigma)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from conftest import DRAG_A, generate
@@ -104,3 +105,31 @@ def test_a_call_without_guidance_uses_the_model_default_which_survives_saving(ti
         assert loaded.config.default_max_guidance_scale == 1.0
     finally:
         tiny_pipe.register_to_config(default_max_guidance_scale=5.0)
+
+
+def test_drag_only_guidance_keeps_the_image_in_both_branches_and_survives_saving(tiny_pipe, rgb_image, tmp_path):
+    from puppet_master.pipeline import PuppetMasterPipeline
+
+    tiny_pipe.register_to_config(guidance_drops="drags")
+    try:
+        (call,) = _capture_unet_inputs(tiny_pipe, rgb_image, min_guidance_scale=3.0, max_guidance_scale=3.0)
+        sample, _, image_latents, embeds, drags = call
+        assert sample.shape[0] == 2
+        torch.testing.assert_close(image_latents[0], image_latents[1])
+        torch.testing.assert_close(embeds[0], embeds[1])
+        assert image_latents[0].abs().sum() > 0 and not drags[0].any() and drags[1].abs().sum() > 0
+        # the guidance amplifies what the drags change: drag-only guidance at 3 differs from no guidance
+        guided = generate(tiny_pipe, rgb_image, [DRAG_A], min_guidance_scale=3.0, max_guidance_scale=3.0).frames
+        plain = generate(tiny_pipe, rgb_image, [DRAG_A], min_guidance_scale=1.0, max_guidance_scale=1.0).frames
+        assert np.abs(guided - plain).max() > 1e-3
+        tiny_pipe.save_pretrained(tmp_path / "pipe")
+        assert PuppetMasterPipeline.from_pretrained(tmp_path / "pipe").config.guidance_drops == "drags"
+    finally:
+        tiny_pipe.register_to_config(guidance_drops="all")
+
+
+def test_unknown_guidance_drops_is_refused(tiny_pipe):
+    from puppet_master.pipeline import PuppetMasterPipeline
+
+    with pytest.raises(ValueError, match="guidance_drops must be one of all, drags"):
+        PuppetMasterPipeline(**tiny_pipe.components, guidance_drops="image")
