@@ -2,9 +2,8 @@
 
 The unconditional branch sees a zero first-frame latent, a zero CLIP embedding and zero drags (or,
 with ``guidance_drops="drags"``, the same image and zero drags); the two branches run as one batch
-``[uncond, cond]``. Because the EDM denoiser is affine in the network
-output with the same ``c_skip``/``c_out`` for both branches, guiding the network output equals
-guiding the denoised sample.
+``[uncond, cond]``. Because the EDM denoiser is affine in the network output with the same
+``c_skip``/``c_out`` for both branches, guiding the network output equals guiding the denoised sample.
 """
 
 from __future__ import annotations

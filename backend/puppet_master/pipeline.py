@@ -351,7 +351,7 @@ class PuppetMasterPipeline(DiffusionPipeline):
         anchor = (first_latent * self.vae.config.scaling_factor).repeat(batch, 1, 1, 1) if residual_scale > 0 else None
         drag_tensor = torch.from_numpy(frame_drags).to(device)
         if do_guidance:
-            drop_image = self.config.get("guidance_drops", "all") == "all"
+            drop_image = self.config.guidance_drops == "all"
             embeds = torch.cat([torch.zeros_like(embeds) if drop_image else embeds, embeds])
             image_latents = torch.cat([torch.zeros_like(image_latents) if drop_image else image_latents, image_latents])
             drag_tensor = torch.cat([torch.zeros_like(drag_tensor), drag_tensor])
