@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from training.precision import CHOICES as PRECISION_CHOICES
+
 #: the paper's data mix (Appendix C)
 PAPER_MIX_DRAG_A_MOVE = 0.30
 PAPER_MIX_HQ_CATEGORIES = {"Human-Shape": 0.25, "Animals": 0.25, "Daily-Used": 0.05, "other": 0.15}
 
 INIT_CHOICES = ("svd", "checkpoint", "config")
 SOURCE_KINDS = ("drag_a_move", "cached")
-PRECISIONS = ("no", "fp16", "bf16")
 LR_SCHEDULES = ("constant", "cosine", "linear")
 
 
@@ -277,8 +278,8 @@ def check_config(config: Config, num_processes: int = 1) -> None:
         problems.append(f"train.cond_dropout must be in [0, 1), got {t.cond_dropout}")
     if t.max_minutes < 0:
         problems.append(f"train.max_minutes must be >= 0 (0: no limit), got {t.max_minutes}")
-    if t.mixed_precision not in PRECISIONS:
-        problems.append(f"train.mixed_precision must be one of {PRECISIONS}, got {t.mixed_precision!r}")
+    if t.mixed_precision not in PRECISION_CHOICES:
+        problems.append(f"train.mixed_precision must be one of {PRECISION_CHOICES}, got {t.mixed_precision!r}")
     if not 0 <= t.drag_dropout <= 1:
         problems.append(f"train.drag_dropout must be a probability, got {t.drag_dropout}")
     if not 0 < t.ema_decay < 1:

@@ -25,6 +25,7 @@ from training import checkpointing, objective
 from training.config import Config, ConfigError, check_config, load_config
 from training.data import MixtureDataset, StepBatchSampler
 from training.ema import EMA
+from training.precision import PrecisionError, resolve_precision
 from training.tracking import Tracker
 
 logger = logging.getLogger("training")
@@ -107,11 +108,13 @@ class Trainer:
         probe = PartialState(cpu=cpu)
         num_processes = probe.num_processes
         check_config(config, num_processes)
-        if config.train.mixed_precision == "fp16" and probe.device.type == "cpu":
-            raise ConfigError("train.mixed_precision = 'fp16' needs a GPU; use 'bf16' or 'no' on CPU")
+        try:
+            self.precision = resolve_precision(config.train.mixed_precision, probe.device.type)
+        except PrecisionError as e:
+            raise ConfigError(str(e)) from e
         self.accumulation = config.gradient_accumulation_steps(num_processes)
         self.accelerator = acc = Accelerator(
-            cpu=cpu, mixed_precision=config.train.mixed_precision, gradient_accumulation_steps=self.accumulation
+            cpu=cpu, mixed_precision=self.precision, gradient_accumulation_steps=self.accumulation
         )
         if acc.device.type == "cuda":  # TF32 matmuls: full-precision weights, Tensor-Core speed
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
