@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 
+import torch
+
 logger = logging.getLogger(__name__)
 
 CHOICES = ("auto", "no", "fp16", "bf16")
@@ -22,8 +24,6 @@ class PrecisionError(ValueError):
 
 def cpu_has_native_bf16() -> bool:
     """Whether oneDNN runs bf16 in hardware on this CPU (False where PyTorch was built without it)."""
-    import torch
-
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
@@ -51,8 +51,6 @@ def resolve_precision(requested: str, device_type: str, native_cpu_bf16: bool | 
     if requested != "auto":
         return requested
     if device_type == "cuda":
-        import torch
-
         supported = torch.cuda.is_bf16_supported() if cuda_bf16 is None else cuda_bf16
         return "bf16" if supported else "fp16"
     return "no"  # other accelerators (mps, xpu): plain precision until measured

@@ -52,3 +52,10 @@ def test_the_trainer_resolves_auto_for_this_machine(tmp_path, latent_cache):
 def test_a_misspelt_precision_is_a_config_error(tmp_path, latent_cache):
     with pytest.raises(ConfigError, match="mixed_precision"):
         tiny_config(tmp_path, latent_cache, {"train.mixed_precision": '"bf61"'})
+
+
+def test_fp16_on_cpu_is_refused_up_front(tmp_path, latent_cache):
+    if torch.cuda.is_available():
+        pytest.skip("fp16 is allowed with a GPU")
+    with pytest.raises(ConfigError, match="fp16"):
+        Trainer(tiny_config(tmp_path, latent_cache, {"train.mixed_precision": '"fp16"'}))

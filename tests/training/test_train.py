@@ -132,13 +132,6 @@ def test_a_unet_that_does_not_fit_the_cached_latents_is_refused(tmp_path, latent
                                                      "model.unet_config.out_channels": "16"}))
 
 
-def test_fp16_on_cpu_is_refused_up_front(tmp_path, latent_cache):
-    if torch.cuda.is_available():
-        pytest.skip("fp16 is allowed with a GPU")
-    with pytest.raises(ConfigError, match="fp16"):
-        Trainer(tiny_config(tmp_path, latent_cache, {"train.mixed_precision": '"fp16"'}))
-
-
 @needs_drag_a_move
 def test_validation_writes_gifs_with_ema_weights_and_restores_the_model(tmp_path, latent_cache):
     config = tiny_config(tmp_path, latent_cache, {
