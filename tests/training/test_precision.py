@@ -6,6 +6,7 @@ import logging
 
 import pytest
 import torch
+from accelerate.state import AcceleratorState
 
 from tests.training.conftest import tiny_config
 from training.config import ConfigError
@@ -43,10 +44,16 @@ def test_fp16_on_a_cpu_and_unknown_names_are_refused():
 def test_the_trainer_resolves_auto_for_this_machine(tmp_path, latent_cache):
     if torch.cuda.is_available():
         pytest.skip("checks the CPU branch")
-    trainer = Trainer(tiny_config(tmp_path, latent_cache, {"train.mixed_precision": '"auto"'}))
-    expected = "bf16" if cpu_has_native_bf16() else "no"
-    assert trainer.precision == expected
-    assert trainer.accelerator.mixed_precision == expected
+    # accelerate keeps one process-wide state; earlier tests in this process set it to "no",
+    # and a CPU with native bf16 resolves "auto" to "bf16"
+    AcceleratorState._reset_state(reset_partial_state=True)
+    try:
+        trainer = Trainer(tiny_config(tmp_path, latent_cache, {"train.mixed_precision": '"auto"'}))
+        expected = "bf16" if cpu_has_native_bf16() else "no"
+        assert trainer.precision == expected
+        assert trainer.accelerator.mixed_precision == expected
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)  # later tests start from "no" again
 
 
 def test_a_misspelt_precision_is_a_config_error(tmp_path, latent_cache):
