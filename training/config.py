@@ -107,6 +107,10 @@ class TrainConfig:
     #: 0 (the spec): denoise the video latents. k > 0: denoise k * (latents - first-frame latent), so a
     #: U-Net trained from scratch need not learn to copy the still frame (puppet_master/edm.py)
     residual_scale: float = 0.0
+    #: 0: train on whole latents. s > 0: a share ``crop_probability`` of the steps trains on s x s
+    #: latent windows around a drag, a fraction of the compute per sample (training/crops.py)
+    crop_size: int = 0
+    crop_probability: float = 0.0
     ema_decay: float = 0.9999
     p_mean: float = 0.7
     p_std: float = 1.6
@@ -274,6 +278,11 @@ def check_config(config: Config, num_processes: int = 1) -> None:
         problems.append(f"train.residual_scale must be a finite number >= 0, got {t.residual_scale}")
     if t.motion_weight < 0:
         problems.append(f"train.motion_weight must be >= 0, got {t.motion_weight}")
+    if t.crop_size < 0 or not 0 <= t.crop_probability <= 1:
+        problems.append(f"train.crop_size must be >= 0 and train.crop_probability in [0, 1], got "
+                        f"{t.crop_size} and {t.crop_probability}")
+    if t.crop_probability > 0 and not t.crop_size:
+        problems.append("train.crop_probability > 0 needs train.crop_size (the window's side in latent cells)")
     if not 0 <= t.cond_dropout < 1:
         problems.append(f"train.cond_dropout must be in [0, 1), got {t.cond_dropout}")
     if t.max_minutes < 0:

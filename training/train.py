@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from puppet_master.outputs import write_json_atomic
-from training import checkpointing, objective
+from training import checkpointing, crops, objective
 from training.config import Config, ConfigError, check_config, load_config
 from training.data import MixtureDataset, StepBatchSampler
 from training.ema import EMA
@@ -143,6 +143,7 @@ class Trainer:
                 f"the data's latents have {channels} channels but the U-Net takes {unet_config.in_channels} and "
                 f"gives {unet_config.out_channels}: set model.unet_config.in_channels = {2 * channels} and "
                 f"out_channels = {channels} (a VAE of {channels} latent channels made this cache)")
+        self._check_crop(self.dataset[0]["latents"].shape[-2:], len(unet_config.block_out_channels))
 
         # 4. resume
         self.step = 0
@@ -155,6 +156,13 @@ class Trainer:
             write_json_atomic(self.output_dir / "config.json", config.to_dict())
 
     # ------------------------------------------------------------------ helpers
+    def _check_crop(self, latent_size: tuple[int, int], levels: int) -> None:
+        size, factor = self.config.train.crop_size, 2 ** (levels - 1)
+        if size and (size > min(latent_size) or size % factor):
+            raise ConfigError(
+                f"train.crop_size {size} must be at most the latents' {latent_size[0]}x{latent_size[1]} and a "
+                f"multiple of {factor} (the U-Net halves the grid {levels - 1} times)")
+
     def _make_validator(self):
         v = self.config.validation
         if not v.every or not self.accelerator.is_main_process:
@@ -218,6 +226,8 @@ class Trainer:
 
     def _micro_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         t = self.config.train
+        if crops.step_is_cropped(self.config.seed, self.step, t.crop_probability):
+            batch = crops.crop_batch(batch, t.crop_size, self.config.seed)
         draws = objective.draw(batch["index"], tuple(batch["latents"].shape[1:]), seed=self.config.seed,
                                p_mean=t.p_mean, p_std=t.p_std, drag_dropout=t.drag_dropout,
                                cond_dropout=t.cond_dropout)
