@@ -27,6 +27,11 @@ UNET_WARMUP=${UNET_WARMUP:-200}
 UNET_MINUTES=${UNET_MINUTES:-4.5}       # wall-clock cap of one U-Net run (checkpointed; re-run resumes)
 UNET_EMA=${UNET_EMA:-0.999}
 UNET_PRECISION=${UNET_PRECISION:-}      # no | bf16 | fp16 (default: bf16 on a GPU, no on the CPU)
+UNET_CROP=${UNET_CROP:-0}               # latent window side for cropped steps (0: none; training/crops.py)
+UNET_CROP_P=${UNET_CROP_P:-0}           # share of the steps that train on those windows
+# UNET_INIT: a U-Net folder to start from (e.g. training/pretrained/tiny_unet/ema, the committed
+# weights) instead of random weights; its layout must match the recipe's.
+UNET_INIT=${UNET_INIT:-}
 LOADER_WORKERS=${LOADER_WORKERS:-8}
 CACHE_WORKERS=${CACHE_WORKERS:-4}
 EVAL_STEPS=${EVAL_STEPS:-25}
@@ -97,7 +102,10 @@ fi
 # the U-Net fits the latents of whichever VAE made the caches (trained above or reused)
 C=$($PY -c 'import json, sys; print(json.load(open(sys.argv[1]))["latent_channels"])' "$WORK/components/vae/config.json")
 stamp "3/5 U-Net ($UNET_MINUTES minutes at most; $C latent channels)"
-$PY -m training.train --config training/configs/tiny_trained.toml \
+INIT_ARGS=()
+[ -z "$UNET_INIT" ] || INIT_ARGS=(--set model.init='"checkpoint"' --set "model.checkpoint_path=\"$UNET_INIT\"")
+$PY -m training.train --config training/configs/tiny_trained.toml "${INIT_ARGS[@]}" \
+    --set train.crop_size="$UNET_CROP" --set train.crop_probability="$UNET_CROP_P" \
     --set "output_dir=\"$WORK/unet\"" \
     --set model.unet_config.in_channels=$((2 * C)) --set model.unet_config.out_channels="$C" \
     --set "data.sources=[{name=\"procedural\", kind=\"cached\", path=\"$WORK/cache/train\", weight=1.0}]" \

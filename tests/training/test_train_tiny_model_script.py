@@ -37,11 +37,17 @@ def test_the_whole_recipe_then_a_budgeted_rerun(renders, tmp_path):
     with tarfile.open(archive / "unet_ema.tar") as tar:
         assert any(name.endswith("ema/diffusion_pytorch_model.safetensors") for name in tar.getnames())
 
-    # reuse the trained components, stop after the U-Net, within a time budget
+    # reuse the trained components and U-Net (cropped steps: the 8x8 latents are one window here),
+    # stop after the U-Net, within a time budget
+    first = json.loads((work / "unet" / "checkpoints" / "latest.json").read_text())["checkpoint"]
     again = run_script(renders, renders, tmp_path / "work2", COMPONENTS=str(work / "components"),
-                       STOP_AFTER="unet", TIME_BUDGET_S="600", UNET_STEPS="3")
+                       STOP_AFTER="unet", TIME_BUDGET_S="600", UNET_STEPS="3",
+                       UNET_INIT=str(work / "unet" / "checkpoints" / first / "ema"), UNET_CROP="8", UNET_CROP_P="0.5")
     assert "reusing" in again.stdout and "STOP_AFTER=unet" in again.stdout
     assert (tmp_path / "work2" / "unet" / "checkpoints" / "latest.json").is_file()
+    run_config = json.loads((tmp_path / "work2" / "unet" / "config.json").read_text())
+    assert run_config["model"]["init"] == "checkpoint" and run_config["model"]["checkpoint_path"].endswith("ema")
+    assert (run_config["train"]["crop_size"], run_config["train"]["crop_probability"]) == (8, 0.5)
     assert not (tmp_path / "work2" / "pipeline").exists()
     before = (work / "unet" / "checkpoints" / "latest.json").read_text()
     spent = run_script(renders, renders, work, STOP_AFTER="unet", TIME_BUDGET_S="1")  # caches found, no time left
