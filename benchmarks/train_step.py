@@ -6,6 +6,8 @@ as ratios against a baseline variant measured in the same run.
     python benchmarks/train_step.py --full --batch 8      # GPU: full SVD-size U-Net (random weights), bf16
     python benchmarks/train_step.py --config training/configs/tiny_trained.toml --batch 2 --threads 1
                                                           # a recipe on its own data: fp32 vs bf16 autocast
+    python benchmarks/train_step.py --config training/configs/tiny_trained.toml --batch 2 --threads 1 --crop 16
+                                                          # ... and bf16 on 16x16 latent windows (training/crops.py)
 
 CPU peak memory is the process's maximum resident set size; GPU peak memory is
 ``torch.cuda.max_memory_allocated``. The first measured step is a warm-up and is dropped.
@@ -55,6 +57,8 @@ def child(spec: dict) -> dict:
             f"model.gradient_checkpointing={str(spec['checkpointing']).lower()}",
             "validation.every=0",
         ]
+        if spec.get("crop"):
+            overrides += [f"train.crop_size={spec['crop']}", "train.crop_probability=1.0"]
         if spec["full"]:
             overrides.append("model.unet_config={num_frames = 14}")  # the SVD-size architecture, random weights
         config = load_config(spec.get("config") or TINY, overrides)
@@ -95,6 +99,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--config", type=Path, default=None,
                         help="a training recipe (TOML) run on its own data sources: compares fp32 with bf16 autocast")
+    parser.add_argument("--crop", type=int, default=0,
+                        help="with --config: also bf16 with every step on CROP x CROP latent windows")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -114,6 +120,9 @@ def main() -> int:
     if args.config is not None:
         variants = [{**base, "name": "baseline: fp32", "checkpointing": False},
                     {**base, "name": "bf16 autocast", "checkpointing": False, "precision": "bf16"}]
+        if args.crop:
+            variants.append({**base, "name": f"bf16 autocast, {args.crop}x{args.crop} crops", "checkpointing": False,
+                             "precision": "bf16", "crop": args.crop})
     elif not args.full:
         variants.append({**base, "name": "gradient checkpointing + bf16 autocast", "checkpointing": True,
                          "precision": "bf16"})
