@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from puppet_master.models.drag_encoding import active_drag_mask
+
 _CROP_STREAM = 2  # independent of the data (no stream) and noise (1) draws of the same numbers
 
 
@@ -65,7 +67,7 @@ def crop_drags(drags: torch.Tensor, row: int, col: int, size: int, height: int, 
     scale = drags.new_tensor([width, height, width, height])
     offset = drags.new_tensor([col, row, col, row])
     moved = (drags * scale - offset) / size
-    used = drags.ne(0).any(dim=-1).any(dim=0)  # (K,)
+    used = active_drag_mask(drags[None])[0].any(dim=0)  # (K,)
     inside = ((moved >= 0) & (moved < 1)).all(dim=-1).all(dim=0)
     keep = (used & inside).to(drags.dtype)
     return moved * keep.view(1, -1, 1)

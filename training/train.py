@@ -136,14 +136,15 @@ class Trainer:
         self.dataset = MixtureDataset(config.data, seed=config.seed)
         if acc.is_main_process:
             logger.info("data: %s", self.dataset.describe())
-        channels = self.dataset[0]["latents"].shape[1]
+        sample_latents = self.dataset[0]["latents"]
+        channels = sample_latents.shape[1]
         unet_config = acc.unwrap_model(self.model).config
         if (unet_config.in_channels, unet_config.out_channels) != (2 * channels, channels):
             raise ConfigError(
                 f"the data's latents have {channels} channels but the U-Net takes {unet_config.in_channels} and "
                 f"gives {unet_config.out_channels}: set model.unet_config.in_channels = {2 * channels} and "
                 f"out_channels = {channels} (a VAE of {channels} latent channels made this cache)")
-        self._check_crop(self.dataset[0]["latents"].shape[-2:], len(unet_config.block_out_channels))
+        self._check_crop(sample_latents.shape[-2:], len(unet_config.block_out_channels))
 
         # 4. resume
         self.step = 0
