@@ -8,7 +8,13 @@ Run it with Blender or with the bpy module::
 Inputs are GLB/glTF/FBX/.blend files, folders of them, or list files (a JSON object id -> path,
 as ``objaverse.load_objects`` returns). Each asset renders in its own Blender process (``--workers``
 of them at a time, each with ``--timeout``); every asset gets a line in the JSONL report; finished
-clips are skipped when the command runs again. docs/data.md describes the output.
+clips are skipped when the command runs again with the same settings (other settings are refused
+unless ``--overwrite``). Ctrl-C or SIGTERM stops the workers too. docs/data.md describes the output.
+
+Exit status: 0 every asset rendered or skipped (nothing to render, unsupported file); 1 at least
+one asset failed (the report says why; the next run retries it); 2 the command cannot run as given
+(bad arguments, or settings that differ from the ones the output root was rendered with);
+130 cancelled.
 Only the standard library, numpy and bpy are used, so Blender's own Python can run it.
 """
 
@@ -40,6 +46,7 @@ from dataset_tools import render_plan  # noqa: E402
 from puppet_master import cameras  # noqa: E402
 
 DEFAULT_TIMEOUT_S = 1800.0
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,14 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--report", type=Path, default=None, help="JSONL report (default OUT/report.jsonl)")
     g.add_argument("--blender", default=None, help="Blender executable for the workers (default: this Blender or this Python with bpy)")
     g.add_argument("--list", action="store_true", help="print the assets of this shard and exit")
+    g.add_argument("--overwrite", action="store_true",
+                   help="re-render clips made with other settings (default: refuse to mix settings in one --out)")
     p.add_argument("--_worker", dest="worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--_result", dest="result", default=None, help=argparse.SUPPRESS)
     return p
 
 
-def job_json(args: argparse.Namespace, asset: render_plan.Asset) -> str:
-    """The job as JSON without importing bpy (the worker rebuilds the RenderJob from it)."""
-    job = {
+def job_dict(args: argparse.Namespace, asset: render_plan.Asset) -> dict:
+    """The job without importing bpy (the worker rebuilds the RenderJob from its JSON)."""
+    return {
         "asset_id": asset.asset_id, "source": str(asset.source), "out_root": str(args.out),
         "render": {"engine": args.engine, "device": args.device, "samples": args.samples,
                    "denoise": not args.no_denoise, "denoise_quality": args.denoise_quality, "resolution": args.resolution,
@@ -101,7 +110,15 @@ def job_json(args: argparse.Namespace, asset: render_plan.Asset) -> str:
         "clips": _clip_filter(args),
         "review_strip": args.review_strip,
     }
-    return json.dumps(job)
+
+
+def job_json(args: argparse.Namespace, asset: render_plan.Asset) -> str:
+    return json.dumps(job_dict(args, asset))
+
+
+def run_settings(args: argparse.Namespace) -> dict:
+    """This run's render settings (the same for every asset)."""
+    return render_plan.job_settings(job_dict(args, render_plan.Asset("", Path())))
 
 
 def _clip_filter(args: argparse.Namespace) -> list[str] | None:
@@ -154,9 +171,11 @@ def run_asset_process(args: argparse.Namespace, asset: render_plan.Asset) -> dic
             try:
                 code = process.wait(timeout=args.timeout)
             except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+                _kill(process)
                 return _failure(asset, started, f"timeout after {args.timeout:g}s (finished clips are kept)")
+            except BaseException:  # cancelled while waiting (Ctrl-C, SIGTERM): the worker stops with us
+                _kill(process)
+                raise
             finally:
                 with RUNNING.lock:
                     RUNNING.processes.discard(process)
@@ -164,6 +183,12 @@ def run_asset_process(args: argparse.Namespace, asset: render_plan.Asset) -> dic
             return json.loads(result_path.read_text())
     tail = (asset_dir / "render.log").read_text(errors="replace").strip().splitlines()[-3:]
     return _failure(asset, started, f"worker exited with code {code}: {' | '.join(tail)[:400]}")
+
+
+def _kill(process: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def _failure(asset: render_plan.Asset, started: float, reason: str) -> dict:
@@ -177,13 +202,16 @@ def run_asset_inline(args: argparse.Namespace, asset: render_plan.Asset) -> dict
     return render_worker.render_asset(render_worker.RenderJob.from_json(job_json(args, asset)))
 
 
-def run_batch(args: argparse.Namespace, assets: list[render_plan.Asset]) -> int:
+def run_batch(args: argparse.Namespace, assets: list[render_plan.Asset], unsupported: list[Path] = ()) -> int:
+    """Render ``assets`` (and report ``unsupported`` files as skipped); returns the exit status."""
     report_path = args.report or args.out / "report.jsonl"
     report_path.parent.mkdir(parents=True, exist_ok=True)
     lock = threading.Lock()
     counts = {"ok": 0, "skipped": 0, "failed": 0}
     done = [0]
     started = time.monotonic()
+    settings = run_settings(args)
+    total = len(assets) + len(unsupported)
 
     def finish(record: dict) -> None:
         if RUNNING.cancelled:  # a worker killed by the cancellation is not a failed asset
@@ -195,14 +223,14 @@ def run_batch(args: argparse.Namespace, assets: list[render_plan.Asset]) -> int:
             counts[record["status"]] = counts.get(record["status"], 0) + 1
             done[0] += 1
             elapsed = time.monotonic() - started
-            eta = elapsed / done[0] * (len(assets) - done[0])
+            eta = elapsed / done[0] * (total - done[0])
             why = f" ({record['reason']})" if record.get("reason") else ""
-            print(f"[{done[0]}/{len(assets)}] {record['asset_id']}: {record['status']}{why}, "
+            print(f"[{done[0]}/{total}] {record['asset_id']}: {record['status']}{why}, "
                   f"{len(record.get('clips', []))} clips, {record.get('seconds', 0):.1f}s; eta {eta:.0f}s",
                   flush=True)
 
     def one(asset: render_plan.Asset) -> None:
-        previous = render_plan.finished_asset(args.out / asset.asset_id, _clip_filter(args))
+        previous = render_plan.finished_asset(args.out / asset.asset_id, _clip_filter(args), settings)
         if previous is not None:
             finish({**previous, "resumed": True, "seconds": 0.0, "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
             return
@@ -212,6 +240,8 @@ def run_batch(args: argparse.Namespace, assets: list[render_plan.Asset]) -> int:
         except Exception as exc:  # one broken asset never stops the batch
             finish(_failure(asset, time.monotonic(), f"{type(exc).__name__}: {exc}"))
 
+    for path in unsupported:
+        finish(render_plan.unsupported_record(path))
     pool = ThreadPoolExecutor(max_workers=max(1, args.workers))
     try:
         if args.workers <= 1:
@@ -224,11 +254,14 @@ def run_batch(args: argparse.Namespace, assets: list[render_plan.Asset]) -> int:
         RUNNING.kill_all()
         pool.shutdown(wait=True, cancel_futures=True)
         print("cancelled: finished clips are kept; run the same command again to resume", flush=True)
-        return 130
+        return EXIT_CANCELLED
     pool.shutdown()
     print(f"done: {counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed "
           f"in {time.monotonic() - started:.1f}s; report: {report_path}", flush=True)
-    return 0
+    if counts["failed"]:
+        print(f"{counts['failed']} assets failed (see the report); the same command retries them", flush=True)
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def _interrupt(signum, frame) -> None:
@@ -278,20 +311,31 @@ def main(argv: list[str] | None = None) -> int:
     check_args(parser, args)
     try:
         index, count = render_plan.parse_shard(args.shard)
-        assets = [a for a in render_plan.collect_assets(args.inputs) if render_plan.in_shard(a.asset_id, index, count)]
+        found, unsupported = render_plan.collect_inputs(args.inputs)
     except render_plan.InputError as exc:
         parser.error(str(exc))
+    assets = [a for a in found if render_plan.in_shard(a.asset_id, index, count)]
+    unsupported = [p for p in unsupported if render_plan.in_shard(p.name, index, count)]
     if args.list:
         for asset in assets:
             print(f"{asset.asset_id}\t{asset.source}")
-        return 0
-    if not assets:
+        return EXIT_OK
+    if not assets and not unsupported:
         print("nothing to render: no assets in the inputs (for this shard)", flush=True)
-        return 0
+        return EXIT_OK
+    differences = render_plan.check_root_settings(args.out, run_settings(args), args.overwrite)
+    if differences:
+        print(f"render.py: error: {args.out} was rendered with other settings ({'; '.join(differences)}); "
+              "resuming would mix them. Use the same settings, another --out, or --overwrite to re-render "
+              "its clips with these settings.", file=sys.stderr, flush=True)
+        return EXIT_USAGE
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)  # `kill` cancels like Ctrl-C: workers are stopped too
+        # Ctrl-C and `kill` both cancel and stop the workers; set explicitly, since a shell that starts
+        # this in the background without job control would otherwise leave SIGINT ignored
+        signal.signal(signal.SIGINT, _interrupt)
+        signal.signal(signal.SIGTERM, _interrupt)
     print(f"rendering {len(assets)} assets into {args.out} (shard {args.shard}, {args.workers} workers)", flush=True)
-    return run_batch(args, assets)
+    return run_batch(args, assets, unsupported)
 
 
 if __name__ == "__main__":

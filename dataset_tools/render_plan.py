@@ -7,13 +7,22 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 SUPPORTED_SUFFIXES = (".glb", ".gltf", ".fbx", ".blend")
+#: files that sit beside glTF assets (buffers, textures): neither assets nor worth a report line
+COMPANION_SUFFIXES = (".bin", ".png", ".jpg", ".jpeg", ".webp", ".ktx2", ".dds", ".tga", ".bmp", ".tif", ".tiff")
 ASSET_FILE = "asset.json"
 CLIP_FILE = "clip.json"
+#: the render settings of an output root, checked before any asset of a later run renders into it
+SETTINGS_FILE = "render_settings.json"
+#: job fields that name what is rendered or where, not how: they may change between runs of one root
+NOT_SETTINGS = ("asset_id", "source", "out_root", "clips")
+#: render settings that change speed, not the data (Cycles renders the same scene on CPU or GPU)
+NOT_RENDER_SETTINGS = ("device",)
 
 
 class InputError(ValueError):
@@ -44,12 +53,24 @@ def _from_list_file(path: Path) -> list[Asset]:
 
 def collect_assets(inputs: list[str | Path]) -> list[Asset]:
     """Assets from files, folders (searched recursively) and list files, ids unique, input order."""
+    return collect_inputs(inputs)[0]
+
+
+def collect_inputs(inputs: list[str | Path]) -> tuple[list[Asset], list[Path]]:
+    """``(assets, unsupported)``: the assets as ``collect_assets`` finds them, and the files inside
+    input folders that are neither assets nor glTF companions (buffers, textures), so the report can
+    list them as skipped instead of ignoring them silently."""
     assets: list[Asset] = []
+    unsupported: list[Path] = []
     for item in inputs:
         path = Path(item).expanduser()
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in SUPPORTED_SUFFIXES and p.is_file())
-            assets.extend(Asset(p.stem, p) for p in files)
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+            assets.extend(Asset(p.stem, p) for p in files if p.suffix.lower() in SUPPORTED_SUFFIXES)
+            unsupported.extend(
+                p for p in files
+                if p.suffix.lower() not in SUPPORTED_SUFFIXES + COMPANION_SUFFIXES and not _is_output(p)
+            )
         elif path.suffix.lower() == ".json":
             assets.extend(_from_list_file(path))
         elif path.suffix.lower() in SUPPORTED_SUFFIXES:
@@ -66,7 +87,20 @@ def collect_assets(inputs: list[str | Path]) -> list[Asset]:
         count = seen.get(asset.asset_id, 0)
         seen[asset.asset_id] = count + 1
         unique.append(asset if count == 0 else Asset(f"{asset.asset_id}_{count + 1}", asset.source))
-    return unique
+    return unique, unsupported
+
+
+def _is_output(path: Path) -> bool:
+    """Files render.py itself writes (an output root inside an input folder), and hidden files."""
+    return path.name.startswith(".") or path.name in (ASSET_FILE, CLIP_FILE, SETTINGS_FILE, "report.jsonl")
+
+
+def unsupported_record(path: Path) -> dict:
+    """The report line of a file in an input folder that render.py cannot read (status skipped)."""
+    return {"asset_id": path.name, "source": str(path), "status": "skipped",
+            "reason": f"unsupported file type {path.suffix or '(none)'!r}: render.py reads "
+                      + ", ".join(SUPPORTED_SUFFIXES),
+            "clips": [], "seconds": 0.0}
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -113,33 +147,87 @@ def select_frames(start: float, end: float, num_frames: int, stride: float) -> l
     return [round(start + i * step, 4) for i in range(num_frames)]
 
 
-def clip_done(clip_dir: Path) -> bool:
-    """A clip is finished once its clip.json exists (render.py writes it last)."""
-    return (clip_dir / CLIP_FILE).is_file()
+def job_settings(job: dict) -> dict:
+    """The settings of a render job that shape its output (cameras, frames, images, points), as JSON
+    values; two renders of one asset agree exactly when these agree."""
+    settings = json.loads(json.dumps({k: v for k, v in job.items() if k not in NOT_SETTINGS}))
+    for key in NOT_RENDER_SETTINGS:
+        settings.get("render", {}).pop(key, None)
+    return settings
 
 
-def finished_asset(asset_dir: Path, clips: list[str] | None = None) -> dict | None:
+def settings_differences(stored: dict | None, wanted: dict) -> list[str]:
+    """``"name: stored -> wanted"`` for every setting that differs (all of them when none is stored)."""
+    if stored is None:
+        return ["no settings recorded (made by an older render.py)"]
+    out = []
+    for key in sorted(set(stored) | set(wanted)):
+        if key == "render":
+            out += [f"render.{d}" for d in settings_differences(stored.get(key) or {}, wanted.get(key) or {})]
+        elif stored.get(key) != wanted.get(key):
+            out.append(f"{key}: {stored.get(key)!r} -> {wanted.get(key)!r}")
+    return out
+
+
+def read_json(path: Path) -> dict | None:
+    """A JSON object from ``path``, or None when it is missing or unreadable."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def clip_done(clip_dir: Path, settings: dict | None = None) -> bool:
+    """A clip is finished once its clip.json exists (render.py writes it last) and, when ``settings``
+    are given, it was rendered with them."""
+    if settings is None:
+        return (clip_dir / CLIP_FILE).is_file()
+    record = read_json(clip_dir / CLIP_FILE)
+    return record is not None and record.get("settings") == settings
+
+
+def finished_asset(asset_dir: Path, clips: list[str] | None = None, settings: dict | None = None) -> dict | None:
     """The stored result of an asset whose requested clips are all finished (for resume), else None.
 
     ``clips`` is this run's clip filter (None: every clip); a record made under a narrower filter
-    does not count.
+    does not count, nor (when ``settings`` are given) one made with other settings.
     """
-    try:
-        record = json.loads((asset_dir / ASSET_FILE).read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+    record = read_json(asset_dir / ASSET_FILE)
+    if record is None or record.get("status") not in ("ok", "skipped"):
         return None
-    if record.get("status") not in ("ok", "skipped"):
+    if settings is not None and record.get("settings") != settings:
         return None
     requested = record.get("requested_clips")
     if requested is not None and (clips is None or not set(clips) <= set(requested)):
         return None
-    if not all(clip_done(asset_dir / folder) for folder in record.get("clip_folders", [])):
+    if not all(clip_done(asset_dir / folder, settings) for folder in record.get("clip_folders", [])):
         return None
     return record
 
 
+def check_root_settings(out: Path, settings: dict, overwrite: bool) -> list[str]:
+    """Compare this run's settings with the ones recorded in the output root; record them.
+
+    Returns the differences (empty when the root is new, agrees, or ``overwrite`` is set; the
+    caller refuses to run otherwise). A root without a record but with rendered assets in it counts
+    as different: its clips cannot be told apart from this run's.
+    """
+    stored = read_json(out / SETTINGS_FILE)
+    if stored is None and not any(out.glob(f"*/{ASSET_FILE}")) and not any(out.glob(f"*/*/{CLIP_FILE}")):
+        differences: list[str] = []
+    else:
+        differences = settings_differences(stored, settings)
+    if differences and not overwrite:
+        return differences
+    if stored != settings:
+        write_json_atomic(out / SETTINGS_FILE, settings)
+    return []
+
+
 def write_json_atomic(path: Path, data: dict) -> None:
+    """Write JSON through a temporary file of this process, so concurrent writers (shards) never mix."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=1))
     tmp.replace(path)

@@ -7,6 +7,7 @@ collects the result. The output layout is documented in docs/data.md.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import zlib
 from dataclasses import asdict, dataclass, field
@@ -15,7 +16,14 @@ from pathlib import Path
 import numpy as np
 
 from dataset_tools import blender_render, blender_scene, blender_tracks
-from dataset_tools.render_plan import ASSET_FILE, clip_done, select_frames, write_json_atomic
+from dataset_tools.render_plan import (
+    ASSET_FILE,
+    CLIP_FILE,
+    clip_done,
+    job_settings,
+    select_frames,
+    write_json_atomic,
+)
 from puppet_master import cameras
 
 #: fractions of the clip shown in the review strip ("the quarters of the animation")
@@ -44,6 +52,10 @@ class RenderJob:
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
+    def settings(self) -> dict:
+        """What shapes the output (recorded in clip.json and asset.json; resume compares it)."""
+        return job_settings(asdict(self))
+
     @classmethod
     def from_json(cls, text: str) -> RenderJob:
         data = json.loads(text)
@@ -61,8 +73,10 @@ def render_asset(job: RenderJob) -> dict:
     """Render every selected clip; returns the asset's report record (also saved as asset.json)."""
     started = time.monotonic()
     asset_dir = Path(job.out_root) / job.asset_id
+    settings = job.settings()
     record = {"asset_id": job.asset_id, "source": job.source, "status": "ok", "reason": "",
-              "requested_clips": job.clips, "clips": [], "clip_folders": [], "clips_rendered": 0, "clips_resumed": 0, "clips_failed": {}}
+              "requested_clips": job.clips, "clips": [], "clip_folders": [], "clips_rendered": 0, "clips_resumed": 0,
+              "clips_failed": {}, "settings": settings}
     try:
         blender_scene.reset_scene()
         blender_scene.import_asset(Path(job.source))
@@ -81,10 +95,12 @@ def render_asset(job: RenderJob) -> dict:
             clip_dir = asset_dir / folders[clip.name]
             record["clips"].append(clip.name)
             record["clip_folders"].append(folders[clip.name])
-            if clip_done(clip_dir):
+            if clip_done(clip_dir, settings):
                 record["clips_resumed"] += 1
                 log(f"{job.asset_id}: clip {number}/{len(selected)} {clip.name!r} already rendered, skipped")
                 continue
+            if clip_dir.exists():  # an unfinished clip, or one rendered with other settings: start afresh
+                shutil.rmtree(clip_dir)
             try:
                 seconds = render_clip(job, clip, clips, objects, clip_dir)
                 record["clips_rendered"] += 1
@@ -191,7 +207,7 @@ def render_clip(job: RenderJob, clip, all_clips, objects, clip_dir: Path) -> flo
     tmp.replace(clip_dir / "tracks.npz")
     seconds = time.monotonic() - started
     settings = job.render
-    write_json_atomic(clip_dir / "clip.json", {
+    write_json_atomic(clip_dir / CLIP_FILE, {
         "asset_id": job.asset_id,
         "source": job.source,
         "clip": clip.name,
@@ -217,6 +233,7 @@ def render_clip(job: RenderJob, clip, all_clips, objects, clip_dir: Path) -> flo
         "seconds": round(seconds, 2),
         "seconds_tracks": round(timing["tracks"], 2),
         "seconds_images": round(timing["images"], 2),
+        "settings": job.settings(),
     })
     return seconds
 

@@ -54,13 +54,14 @@ def batch(tmp_path_factory):
             check=True, capture_output=True, timeout=300,
         )
     (assets / "corrupt.glb").write_bytes(b"glTF\x02\x00\x00\x00 this is not a real binary glTF")
+    (assets / "notes.obj").write_text("v 0 0 0\n")  # a format render.py does not read: reported as skipped
     out = work / "out"
     started = time.monotonic()
     result = subprocess.run(
         render_command([assets, ROBOT], out, "--workers", "2", "--review-strip"),
         capture_output=True, text=True, timeout=600,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 1, result.stdout + result.stderr  # the corrupt GLB failed
     return {"out": out, "assets": assets, "stdout": result.stdout, "seconds": time.monotonic() - started}
 
 
@@ -74,13 +75,15 @@ def clip_dirs(out: Path) -> list[Path]:
 
 def test_report_lists_every_asset_and_the_batch_goes_on(batch):
     records = {r["asset_id"]: r for r in report(batch["out"])}
-    assert set(records) == {"RobotExpressive", *PROCEDURAL_CLIPS, "drawer_0_2", "corrupt"}
+    assert set(records) == {"RobotExpressive", *PROCEDURAL_CLIPS, "drawer_0_2", "corrupt", "notes.obj"}
     assert records["corrupt"]["status"] == "failed" and "import failed" in records["corrupt"]["reason"]
+    assert records["notes.obj"]["status"] == "skipped" and "unsupported file type '.obj'" in records["notes.obj"]["reason"]
     assert records["drawer_0_2"]["status"] == "skipped" and records["drawer_0_2"]["reason"] == "no animation"
     for asset, clip in PROCEDURAL_CLIPS.items():
         assert records[asset]["status"] == "ok" and records[asset]["clips"] == [clip]
     assert records["RobotExpressive"]["clips"] == ROBOT_CLIPS
-    assert "[6/6]" in batch["stdout"], "progress lines on stdout"
+    assert "[7/7]" in batch["stdout"], "progress lines on stdout"
+    assert "1 assets failed" in batch["stdout"]
 
 
 def test_counts_of_clips_views_frames(batch):
@@ -177,8 +180,9 @@ def test_resume_skips_finished_clips(batch, tmp_path):
     keep_mtime = os.stat(keep).st_mtime_ns
     (redo / "clip.json").unlink()
     lines_before = len(report(out))
-    result = subprocess.run(render_command([batch["assets"], ROBOT], out), capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = subprocess.run(render_command([batch["assets"], ROBOT], out, "--review-strip"), capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr  # the corrupt GLB fails again
     new = {r["asset_id"]: r for r in report(out)[lines_before:]}
     assert new["RobotExpressive"]["clips_rendered"] == 1 and new["RobotExpressive"]["clips_resumed"] == 1
     assert (redo / "clip.json").is_file()
@@ -192,32 +196,57 @@ def test_timeout_is_reported(batch, tmp_path):
     result = subprocess.run(
         render_command([ROBOT], tmp_path / "out", "--timeout", "0.5"), capture_output=True, text=True, timeout=120
     )
-    assert result.returncode == 0
+    assert result.returncode == 1
     (record,) = report(tmp_path / "out")
     assert record["status"] == "failed" and record["reason"].startswith("timeout after 0.5s")
 
 
-def _children(pid: int) -> list[int]:
-    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-    return [int(p) for p in found]
+GATED_WORKER = """#!/bin/sh
+# a worker that has started and waits on a FIFO nobody writes: busy until it is killed
+touch "{marks}/started.$$"
+read line < "{fifo}"
+exec "$@"
+"""
 
 
-def test_cancel_stops_the_workers(batch, tmp_path):
+def _ignore_sigint() -> None:
+    """As a shell without job control starts background commands (CI's, for one): SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize(("workers", "sig"), [(2, signal.SIGINT), (1, signal.SIGINT), (1, signal.SIGTERM)])
+def test_cancel_stops_the_workers(tmp_path, workers, sig):
+    """Ctrl-C or `kill` cancels the batch and kills its busy workers, whatever the shell ignored.
+
+    The workers wait on a FIFO, so the batch cannot end before the signal: no race with the clock.
+    """
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    fifo = tmp_path / "gate"
+    os.mkfifo(fifo)
+    gated = tmp_path / "blender"
+    gated.write_text(GATED_WORKER.format(marks=marks, fifo=fifo))
+    gated.chmod(0o755)
+    assets = [ROBOT, ROBOT.with_name("copy") / ROBOT.name][:workers]  # a missing file is an asset too
     process = subprocess.Popen(
-        render_command([ROBOT, batch["assets"]], tmp_path / "out", "--workers", "2"),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        render_command(assets, tmp_path / "out", "--workers", str(workers), "--blender", str(gated)),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_ignore_sigint,
     )
-    deadline = time.monotonic() + 30
-    workers: list[int] = []
-    while not workers and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.1)
-        workers = _children(process.pid)
-    assert workers, "no worker process started"
-    process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=60)
-    assert process.returncode == 130 and "cancelled" in output
-    time.sleep(0.5)
-    assert not [w for w in workers if Path(f"/proc/{w}").exists()], "worker processes left running"
+    try:
+        deadline = time.monotonic() + 120  # only a broken render.py waits this long
+        while len(list(marks.iterdir())) < workers and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        workers_started = [int(p.suffix[1:]) for p in marks.iterdir()]
+        assert len(workers_started) == workers, process.communicate(timeout=10)[0]
+        process.send_signal(sig)
+        output, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130 and "cancelled" in output, output
+    # the batch waited for its killed workers: none is left, not even as a zombie
+    assert not [pid for pid in workers_started if Path(f"/proc/{pid}").exists()], "worker processes left running"
+    assert not (tmp_path / "out" / "report.jsonl").exists() or not (tmp_path / "out" / "report.jsonl").read_text()
 
 
 BLENDER_STYLE = """
@@ -332,3 +361,36 @@ def test_a_clip_poses_the_same_whatever_played_before(tmp_path):
     diffs = json.loads(result.stdout.strip().splitlines()[-1])
     assert diffs["Wave->Idle"] < 1e-5 and diffs["Jump->Wave"] < 1e-5
     assert diffs["Wave vs Idle"] > 0.05 and diffs["Jump vs Wave"] > 0.05  # the clips themselves differ
+
+
+def test_resume_refuses_other_settings_and_overwrite_re_renders(batch, tmp_path):
+    """A trial with 1 view at 32 px, then 2 views at 48 px into the same --out: refused, then --overwrite."""
+    out = tmp_path / "out"
+    glb = batch["assets"] / "drawer_0.glb"
+
+    def run(*extra):
+        return subprocess.run(
+            [sys.executable, str(RENDER), str(glb), "--out", str(out), "--frames", "2", "--samples", "1",
+             "--no-denoise", "--points", "256", *extra], capture_output=True, text=True, timeout=300,
+        )
+
+    first = run("--views", "1", "--resolution", "32")
+    assert first.returncode == 0, first.stdout + first.stderr
+    clip = out / "drawer_0" / "slide_out"
+    trial = json.loads((clip / "clip.json").read_text())
+    assert trial["settings"]["views"] == 1 and trial["settings"]["render"]["resolution"] == 32
+    refused = run("--views", "2", "--resolution", "48")
+    assert refused.returncode == 2
+    assert "views: 1 -> 2" in refused.stderr and "render.resolution: 32 -> 48" in refused.stderr
+    assert "--overwrite" in refused.stderr
+    assert json.loads((clip / "clip.json").read_text()) == trial, "a refused run changes nothing"
+    assert len(report(out)) == 1
+    again = run("--views", "1", "--resolution", "32")  # the same settings resume as before
+    assert again.returncode == 0 and report(out)[-1]["resumed"] is True
+    redo = run("--views", "2", "--resolution", "48", "--overwrite")
+    assert redo.returncode == 0, redo.stdout + redo.stderr
+    meta = json.loads((clip / "clip.json").read_text())
+    assert meta["views"] == 2 and meta["resolution"] == [48, 48] and "resumed" not in report(out)[-1]
+    with Image.open(clip / "view_01" / "0001.png") as image:
+        assert image.size == (48, 48)
+    assert json.loads((out / "render_settings.json").read_text()) == meta["settings"]

@@ -101,3 +101,42 @@ def test_cli_rejects_bad_arguments(tmp_path):
     )
     assert result.returncode == 2
     assert "--views must be at least 1" in result.stderr and "--distance" in result.stderr
+
+
+def test_unsupported_files_in_folders_are_listed(tmp_path):
+    _touch(tmp_path / "in" / "a.glb")
+    _touch(tmp_path / "in" / "scene.gltf")
+    _touch(tmp_path / "in" / "scene.bin")  # glTF companions are neither assets nor reported
+    _touch(tmp_path / "in" / "textures" / "wood.png")
+    _touch(tmp_path / "in" / "chair.obj")
+    _touch(tmp_path / "in" / "README")
+    assets, unsupported = render_plan.collect_inputs([tmp_path / "in"])
+    assert [a.asset_id for a in assets] == ["a", "scene"]
+    assert [p.name for p in unsupported] == ["README", "chair.obj"]
+    record = render_plan.unsupported_record(unsupported[1])
+    assert record["status"] == "skipped" and "'.obj'" in record["reason"] and ".glb" in record["reason"]
+
+
+def test_root_settings_are_recorded_and_compared(tmp_path):
+    settings = render_plan.job_settings({"asset_id": "x", "source": "s", "out_root": "o", "clips": None, "views": 4,
+                                         "distance_range": (1.5, 2.0), "render": {"resolution": 256, "device": "GPU"}})
+    assert settings == {"views": 4, "distance_range": [1.5, 2.0], "render": {"resolution": 256}}
+    assert render_plan.check_root_settings(tmp_path, settings, overwrite=False) == []  # a new root
+    assert render_plan.check_root_settings(tmp_path, settings, overwrite=False) == []  # the same settings
+    other = {**settings, "views": 12, "render": {"resolution": 512}}
+    assert render_plan.check_root_settings(tmp_path, other, overwrite=False) == [
+        "render.resolution: 256 -> 512", "views: 4 -> 12"]
+    assert json.loads((tmp_path / render_plan.SETTINGS_FILE).read_text()) == settings  # unchanged
+    assert render_plan.check_root_settings(tmp_path, other, overwrite=True) == []
+    assert json.loads((tmp_path / render_plan.SETTINGS_FILE).read_text()) == other
+    # a root rendered before settings were recorded cannot be told apart from this run: refused
+    legacy = tmp_path / "legacy"
+    render_plan.write_json_atomic(legacy / "a" / "clip" / "clip.json", {"views": 4})
+    assert render_plan.check_root_settings(legacy, settings, overwrite=False)[0].startswith("no settings recorded")
+    # resume of one asset needs its recorded settings to agree
+    asset = tmp_path / "asset"
+    render_plan.write_json_atomic(asset / "A" / "clip.json", {"settings": settings})
+    render_plan.write_json_atomic(asset / "asset.json", {"status": "ok", "clip_folders": ["A"], "settings": settings})
+    assert render_plan.finished_asset(asset, None, settings) is not None
+    assert render_plan.finished_asset(asset, None, other) is None
+    assert render_plan.clip_done(asset / "A", settings) and not render_plan.clip_done(asset / "A", other)
