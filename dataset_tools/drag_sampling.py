@@ -3,14 +3,20 @@
 For each chosen window of N = 14 frames and each view:
 
 1. group the points into independently moving parts (``part_groups``); static parts get no drag;
-2. per group, draw one start point among the points visible in this view at the window's first
-   frame, with probability proportional to the point's 3D path length over the window (an
-   "ungrouped" deforming part gets a random count of 1..K_max drags, as in the paper);
-3. project the point's 3D trajectory with the saved camera (``puppet_master.cameras``);
-4. de-duplicate: of two drags with ``sum_n ||v_i^n - v_j^n|| <= dedup_px_per_frame * N`` (pixels at
-   ``reference_size``) one is removed at random (paper: 20 per frame; released loader: 10, then it
+2. measure each point's motion in this view: its reach, the farthest its projected position gets
+   from where it starts (pixels at ``reference_size``). Only points that reach at least
+   ``min_motion_fraction`` of the view's largest reach can start a drag, so drags go to the parts
+   that move most (the swinging arm, not the spine it hangs from; the legs, not the belly);
+3. per group with such points, draw one start point among them (visible in this view at the
+   window's first frame) with probability proportional to the point's 3D path length over the
+   window (an "ungrouped" deforming part gets a random count of 1..K_max drags, as in the paper);
+4. project the point's 3D trajectory with the saved camera (``puppet_master.cameras``);
+5. de-duplicate: of two drags with ``sum_n ||v_i^n - v_j^n|| <= dedup_px_per_frame * N`` (pixels at
+   ``reference_size``) the one on the part that moves less is removed (the paper removes one at
+   random; visiting by motion keeps the most moving part's drag; released loader: 10 px, then it
    keeps each drag but the longest with probability ``min(1, 2 * length / longest)``);
-5. keep at most K_max = 5.
+6. keep at most K_max = 5, ranked by motion: each part's best drag first (parts by the largest
+   reach of their points), then the parts' further drags.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ class SamplerSettings:
     reference_size: int = 256
     #: drags whose 2D point never gets this far from its start (pixels at reference_size) are dropped
     min_drag_px: float = 2.0
+    #: a drag starts only where the 2D reach is at least this fraction of the view's largest
+    min_motion_fraction: float = 0.25
     #: drags must stay within [-margin, 1 + margin] of the image
     margin: float = DATA_MARGIN
     grouping: GroupingSettings = field(default_factory=GroupingSettings)
@@ -62,6 +70,8 @@ class SamplerSettings:
             raise ValueError(f"stride must be at least 1, got {self.stride}")
         if self.dedup_px_per_frame < 0:
             raise ValueError(f"dedup threshold must be >= 0, got {self.dedup_px_per_frame}")
+        if not 0 <= self.min_motion_fraction <= 1:
+            raise ValueError(f"min_motion_fraction must be within 0..1, got {self.min_motion_fraction}")
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -127,10 +137,11 @@ def deduplicate(
     threshold_px_per_frame: float,
     length_keep: bool = False,
     reference_size: int = 256,
+    order: list[int] | None = None,
 ) -> list[int]:
     """Indices of the drags kept (normalised ``(N, 2)`` trajectories measured at ``reference_size``).
 
-    Of two drags within the threshold one is removed at random: drags are visited in random order and
+    Drags are visited in ``order`` (default: random, the paper's "one is removed at random") and
     each is kept unless it is within the threshold of one already kept. With ``length_keep`` (the
     released loader) every kept drag but the longest survives with probability
     ``min(1, 2 * length / longest)``.
@@ -140,7 +151,7 @@ def deduplicate(
     px = [np.asarray(t, dtype=np.float64) * reference_size for t in trajectories]
     limit = threshold_px_per_frame * px[0].shape[0]
     kept: list[int] = []
-    for i in rng.permutation(len(px)):
+    for i in rng.permutation(len(px)) if order is None else order:
         if all(trajectory_distance(px[i], px[j]) > limit for j in kept):
             kept.append(int(i))
     if length_keep and len(kept) > 1:
@@ -159,6 +170,8 @@ class Candidate:
     group: str
     point: int
     trajectory: np.ndarray  # (N, 2) normalised
+    reach_px: float = 0.0  # farthest the 2D point gets from its start (pixels at reference_size)
+    group_reach_px: float = 0.0  # the largest reach among the group's eligible points
 
 
 def _draw(indices: np.ndarray, weights: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -184,38 +197,59 @@ def sample_view(
     window = tracks.points[frames]  # (N, S, 3)
     path3d = np.linalg.norm(np.diff(window, axis=0), axis=-1).sum(axis=0)  # (S,)
     visible = tracks.visibility[view, frames[0]]
+    # 1. every visible point's 2D path, whether it stays in the image, and its reach
+    seen = np.flatnonzero(visible)
+    if len(seen) == 0:
+        return [], "no moving part visible in this view"
+    pixels, depth = cameras.project(window[:, seen], intrinsics, w2c)  # (N, M, 2), (N, M)
+    norm = cameras.pixels_to_normalized(pixels, width, height)
+    inside = (depth > 0).all(axis=0) & ((norm >= -settings.margin) & (norm <= 1 + settings.margin)).all(axis=(0, 2))
+    inside &= ((norm[0] >= 0) & (norm[0] <= 1)).all(axis=1)  # the start point must be in the image
+    reach_px = np.linalg.norm(norm - norm[:1], axis=-1).max(axis=0) * settings.reference_size
+    usable = inside & (reach_px >= settings.min_drag_px)
+    if not usable.any():
+        return [], "no moving part visible in this view"
+    # 2. only points that move a meaningful share of the view's largest motion start drags
+    threshold = max(settings.min_drag_px, settings.min_motion_fraction * float(reach_px[usable].max()))
+    column = np.full(tracks.points.shape[1], -1)
+    column[seen] = np.arange(len(seen))
     candidates: list[Candidate] = []
     for group in groups:
-        idx = group.indices[visible[group.indices]]
-        if len(idx) == 0:
+        cols = column[group.indices]
+        cols = cols[cols >= 0]
+        cols = cols[usable[cols] & (reach_px[cols] >= threshold)]
+        if len(cols) == 0:
             continue
-        pixels, depth = cameras.project(window[:, idx], intrinsics, w2c)  # (N, M, 2), (N, M)
-        norm = cameras.pixels_to_normalized(pixels, width, height)
-        inside = (depth > 0).all(axis=0) & (
-            (norm >= -settings.margin) & (norm <= 1 + settings.margin)
-        ).all(axis=(0, 2))
-        inside &= ((norm[0] >= 0) & (norm[0] <= 1)).all(axis=1)  # the start point must be in the image
-        reach_px = np.linalg.norm(norm - norm[:1], axis=-1).max(axis=0) * settings.reference_size
-        usable = inside & (reach_px >= settings.min_drag_px)
-        if not usable.any():
-            continue
-        local = np.flatnonzero(usable)
         count = int(rng.integers(1, settings.max_drags + 1)) if group.kind == GROUP_UNGROUPED else 1
-        for j in _draw(local, path3d[idx[local]], count, rng):
-            candidates.append(Candidate(group.label, int(idx[j]), norm[:, j]))
+        top = float(reach_px[cols].max())
+        for j in _draw(cols, path3d[seen[cols]], count, rng):
+            candidates.append(Candidate(group.label, int(seen[j]), norm[:, j], float(reach_px[j]), top))
     if not candidates:
         return [], "no moving part visible in this view"
+    # 3. de-duplicate from the most moving part's drags down, then keep the best K_max by motion
+    by_motion = rank_by_motion(candidates, list(range(len(candidates))))
     kept = deduplicate(
         [c.trajectory for c in candidates],
         rng,
         threshold_px_per_frame=settings.dedup_px_per_frame,
         length_keep=settings.length_keep,
         reference_size=settings.reference_size,
+        order=by_motion,
     )
-    if len(kept) > settings.max_drags:
-        lengths = np.array([path_length(candidates[i].trajectory) for i in kept]) + 1e-9
-        kept = [int(i) for i in rng.choice(kept, size=settings.max_drags, replace=False, p=lengths / lengths.sum())]
-    return [candidates[i] for i in kept], ""
+    return [candidates[i] for i in rank_by_motion([candidates[i] for i in kept], kept)[: settings.max_drags]], ""
+
+
+def rank_by_motion(candidates: list[Candidate], indices: list[int]) -> list[int]:
+    """``indices`` ordered: every group's most moving drag first (groups by how far their points
+    reach), then the groups' second drags, and so on, so a cap keeps one drag on each of the most
+    moving parts and the most moving part always keeps its drag."""
+    rank_in_group: dict[str, int] = {}
+    keys = []
+    for candidate, index in sorted(zip(candidates, indices, strict=True), key=lambda ci: -ci[0].reach_px):
+        rank = rank_in_group.get(candidate.group, 0)
+        rank_in_group[candidate.group] = rank + 1
+        keys.append((rank, -candidate.group_reach_px, -candidate.reach_px, index))
+    return [key[-1] for key in sorted(keys)]
 
 
 def sample_clip(clip: Clip, settings: SamplerSettings, seed: int = 0) -> tuple[list[dict], list[dict]]:

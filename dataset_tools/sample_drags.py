@@ -20,6 +20,7 @@ if __package__ in (None, ""):  # run as a script: make the checkout importable
 
 import numpy as np
 
+from dataset_tools import render_plan
 from dataset_tools.clip_folder import Clip, ClipError, find_clips, load_clip
 from dataset_tools.drag_sampling import DEDUP_PRESETS, SamplerSettings, sample_clip
 from dataset_tools.drag_schema import (
@@ -95,12 +96,9 @@ def process_clip(folder: Path, settings: SamplerSettings, seed: int, *, overwrit
 
 def parse_shard(text: str) -> tuple[int, int]:
     try:
-        index, count = (int(v) for v in text.split("/"))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"--shard must be i/n, e.g. 0/4, got {text!r}") from exc
-    if not 0 <= index < count:
-        raise argparse.ArgumentTypeError(f"--shard i/n needs 0 <= i < n, got {text!r}")
-    return index, count
+        return render_plan.parse_shard(text)
+    except render_plan.InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,11 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--length-keep", action=argparse.BooleanOptionalAction, default=None,
                    help="override the preset's length-based keep probability")
     p.add_argument("--min-drag-px", type=float, default=2.0, help="drop drags that move less (pixels at 256x256)")
+    p.add_argument("--min-motion-fraction", type=float, default=SamplerSettings.min_motion_fraction,
+                   help="drags start only where the 2D motion reaches this fraction of the view's largest")
     p.add_argument("--static-rel", type=float, default=GroupingSettings.static_rel,
                    help="a point moves when it travels this fraction of the bbox diagonal")
     p.add_argument("--overwrite", action="store_true", help="sample again even when drags.json exists")
     p.add_argument("--visualize", action="store_true", help=f"write GIFs with the drags into <clip>/{PREVIEW_DIR}/")
-    p.add_argument("--shard", type=parse_shard, default=(0, 1), help="i/n: this process takes every n-th clip")
+    p.add_argument("--shard", type=parse_shard, default=(0, 1),
+                   help="i/n: this process takes the clips of the assets render.py --shard i/n renders")
     p.add_argument("--report", type=Path, default=None, help="append one JSON line per clip here")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -133,6 +134,7 @@ def settings_from_args(args: argparse.Namespace) -> SamplerSettings:
         dedup_px_per_frame=px if args.dedup_px is None else args.dedup_px,
         length_keep=keep if args.length_keep is None else args.length_keep,
         min_drag_px=args.min_drag_px,
+        min_motion_fraction=args.min_motion_fraction,
         grouping=GroupingSettings(static_rel=args.static_rel),
     )
 
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     index, count = args.shard
-    folders = folders[index::count]
+    folders = [f for f in folders if render_plan.in_shard(f.parent.name, index, count)]
     from tqdm import tqdm
 
     counts: dict[str, int] = {}

@@ -4,8 +4,10 @@ import json
 
 import numpy as np
 import pytest
+from drag_checks import drag_reach, view_reach
 from synthetic_clips import box_points, drawer, lid_box, static, translating, write_clip
 
+from dataset_tools import render_plan
 from dataset_tools.clip_folder import load_clip
 from dataset_tools.drag_sampling import (
     SamplerSettings,
@@ -243,11 +245,69 @@ def test_lid_drag_moves_up_in_front_view(tmp_path, angle):
 
 def test_shards_split_the_clips(tmp_path):
     root = tmp_path / "renders"
-    for name in ("a", "b", "c"):
+    for name in ("a", "b", "d"):
         write_clip(root / name / "clip", lid_box(t=14), num_views=1)
     assert main([str(root), "--shard", "1/2", "--no-progress"]) == 0
-    assert [p.parent.parent.name for p in sorted(root.rglob("drags.json"))] == ["b"]
+    # the assets render.py's --shard 1/2 renders: one assignment for every stage
+    mine = [a for a in "abd" if render_plan.in_shard(a, 1, 2)]
+    assert 0 < len(mine) < 3
+    assert [p.parent.parent.name for p in sorted(root.rglob("drags.json"))] == mine
     assert main([str(root), "--shard", "0/2", "--no-progress"]) == 0
     assert len(list(root.rglob("drags.json"))) == 3
     with pytest.raises(SystemExit):
         main([str(root), "--shard", "2/2"])
+
+
+def test_drags_go_to_the_parts_that_move_most(tmp_path):
+    """A character swinging two limbs far while torso, hips and neck bones sway a little: the five
+    slots go to the limbs, never to the near-still bones, and the most moving limb always has one."""
+    rng = np.random.default_rng(3)
+    t, pieces, bones, names = 14, [], [], []
+    sway = [("spine", (0.0, 0.0, 0.3), 0.025), ("hips", (0.0, 0.0, 0.0), 0.02), ("neck", (0.0, 0.0, 0.55), 0.03)]
+    limbs = [("arm.L", (-0.35, 0.0, 0.3), 0.5), ("arm.R", (0.35, 0.0, 0.3), 0.35)]
+    for b, (name, centre, amplitude) in enumerate(sway + limbs):
+        pts = box_points(centre, (0.2, 0.2, 0.2), 300, rng)  # the still bones hold most of the points
+        direction = np.array([np.cos(2.1 * b), np.sin(2.1 * b), 0.6]) * amplitude
+        pieces.append(translating(pts, t, direction))
+        bones.append(np.full(300, b))
+        names.append(name)
+    body = np.concatenate(pieces, axis=1)
+    clip = _clip(tmp_path, {"body": body}, bone_ids={"body": np.concatenate(bones)}, bone_names=names)
+    samples, _ = sample_clip(clip, SamplerSettings(), seed=0)
+    assert len(samples) == 4
+    for sample in samples:
+        groups = {d["group"] for d in sample["drag_info"]}
+        assert groups and groups <= {"bone:arm.L", "bone:arm.R"}, groups
+        reach = view_reach(clip, sample)
+        assert (drag_reach(sample) >= 0.25 * np.nanmax(reach)).all()
+        top_bone = names[int(np.concatenate(bones)[np.nanargmax(reach)])]
+        assert f"bone:{top_bone}" in groups
+    # the paper's rule alone (every moving part, probability by displacement) fills the slots with the sway
+    samples, _ = sample_clip(clip, SamplerSettings(min_motion_fraction=0.0), seed=0)
+    assert any(d["group"] in {"bone:spine", "bone:hips", "bone:neck"} for s in samples for d in s["drag_info"])
+
+
+def test_one_deforming_mesh_gets_drags_on_its_legs_not_its_belly(tmp_path):
+    """A morph-target animal (one mesh, no bones): a big body breathing a little, four thin legs
+    swinging. Drags start on the legs."""
+    rng = np.random.default_rng(4)
+    t = 14
+    body = box_points((0, 0, 0.25), (0.7, 0.3, 0.3), 1600, rng)
+    phase = np.linspace(0, 1, t)[:, None, None]
+    breathing = body[None] + 0.08 * np.sin(np.pi * phase) * (body[None] - [0, 0, 0.25])
+    legs = []
+    for i, x in enumerate((-0.3, -0.1, 0.1, 0.3)):
+        leg = box_points((x, 0.0, -0.1), (0.05, 0.05, 0.4), 60, rng)
+        below_hip = 0.1 - leg[:, 2]  # swinging about the hip: the hoof moves most
+        swing = np.sin(np.pi * phase + i)[..., 0] * 0.8 * below_hip  # (T, 60)
+        legs.append(leg[None] + np.stack([swing, np.zeros_like(swing), np.zeros_like(swing)], axis=-1))
+    mesh = np.concatenate([breathing, *legs], axis=1)
+    leg_points = np.arange(1600, mesh.shape[1])
+    clip = _clip(tmp_path, {"horse": mesh})
+    samples, _ = sample_clip(clip, SamplerSettings(), seed=0)
+    assert samples
+    for sample in samples:
+        assert all(d["point"] in leg_points for d in sample["drag_info"]), sample["drag_info"]
+        assert (drag_reach(sample) >= 0.25 * np.nanmax(view_reach(clip, sample))).all()
+    samples, _ = sample_clip(clip, SamplerSettings(min_motion_fraction=0.0), seed=0)
+    assert any(d["point"] < 1600 for s in samples for d in s["drag_info"]), "without the rule the belly gets drags"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from drag_checks import drag_reach, view_reach
 from PIL import Image
 
 from dataset_tools.clip_folder import load_clip
@@ -160,3 +161,6 @@ def test_skinned_character_drags_follow_its_bones(tmp_path):
         longest = max(sample["drag_info"], key=lambda d: d["path_px"])["group"]
         assert longest.endswith("R") and any(k in longest for k in ("Arm", "Palm", "Hand", "Thumb"))
         assert {"FootL_1", "FootR_1"} <= set(sample["static_parts"])
+        # only the parts that move most get drags: none on the near-still torso, hips or neck
+        reach = view_reach(load_clip(clip_dir), sample)
+        assert (drag_reach(sample) >= 0.25 * np.nanmax(reach)).all(), (drag_reach(sample), np.nanmax(reach))
