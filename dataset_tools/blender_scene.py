@@ -235,9 +235,11 @@ def clip_bounds(objects: list, frames: list[float]) -> tuple[np.ndarray, np.ndar
     return lo, hi
 
 
-def bbox_frames(clip: Clip, rendered: list[float]) -> list[float]:
-    """Every whole frame of the clip (at most MAX_BBOX_FRAMES, evenly spread) plus the rendered ones."""
-    first, last = math.ceil(clip.frame_start), math.floor(clip.frame_end)
+def bbox_frames(clip: Clip, rendered: list[float], window: list[float] | None = None) -> list[float]:
+    """Every whole frame of the clip, or of ``window = [first, last]`` inside it (at most
+    MAX_BBOX_FRAMES, evenly spread), plus the rendered ones."""
+    start, end = window if window is not None else (clip.frame_start, clip.frame_end)
+    first, last = math.ceil(start), math.floor(end)
     whole = np.arange(first, last + 1, dtype=np.float64)
     if len(whole) > MAX_BBOX_FRAMES:
         whole = np.linspace(first, last, MAX_BBOX_FRAMES)

@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--clips", default=None, help="comma-separated clip names to render (default: every clip)")
     g.add_argument("--frames", type=int, default=14, help="frames per clip (0 = all, with --stride)")
     g.add_argument("--stride", type=float, default=0.0, help="Blender frames between rendered frames (0 = spread --frames over the clip)")
+    g.add_argument("--max-step", type=float, default=render_plan.DEFAULT_MAX_STEP,
+                   help="longest step when spreading --frames; a longer clip renders its most moving window (0 = no cap)")
     g.add_argument("--points", type=int, default=4096, help="tracked surface points per clip")
     g.add_argument("--review-strip", action="store_true", help="also render four front-view frames at the quarters of the clip")
     g = p.add_argument_group("batch")
@@ -109,6 +111,7 @@ def job_dict(args: argparse.Namespace, asset: render_plan.Asset) -> dict:
         "focal_mm": args.focal, "sensor_mm": args.sensor,
         "clips": _clip_filter(args),
         "review_strip": args.review_strip,
+        "max_step": args.max_step,
     }
 
 
@@ -282,6 +285,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         problems.append("--points must be at least 1")
     if args.frames < 0 or (args.frames == 0 and args.stride <= 0):
         problems.append("--frames must be positive (or 0 with a positive --stride)")
+    if args.max_step < 0:
+        problems.append("--max-step must be >= 0 (0 = no cap)")
     if args.supersample < 1:
         problems.append("--supersample must be at least 1")
     if not 0 < args.distance[0] <= args.distance[1]:

@@ -12,9 +12,15 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 SUPPORTED_SUFFIXES = (".glb", ".gltf", ".fbx", ".blend")
 #: files that sit beside glTF assets (buffers, textures): neither assets nor worth a report line
 COMPANION_SUFFIXES = (".bin", ".png", ".jpg", ".jpeg", ".webp", ".ktx2", ".dds", ".tga", ".bmp", ".tif", ".tiff")
+#: the longest step between rendered frames (Blender frames) when --frames are spread over a clip:
+#: 4 frames at glTF's 24 fps is 1/6 s, so a clip longer than 13 x 4 + 1 = 53 frames renders a
+#: window of consecutive steps where it moves most instead of aliasing its motion
+DEFAULT_MAX_STEP = 4.0
 ASSET_FILE = "asset.json"
 CLIP_FILE = "clip.json"
 #: the render settings of an output root, checked before any asset of a later run renders into it
@@ -176,6 +182,34 @@ def read_json(path: Path) -> dict | None:
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def needs_window(start: float, end: float, num_frames: int, stride: float, max_step: float) -> bool:
+    """Whether spreading ``num_frames`` over ``[start, end]`` would step more than ``max_step`` frames
+    (only for the default spread: a given ``stride`` is used as it is; ``max_step <= 0``: no cap)."""
+    return stride <= 0 < max_step and num_frames > 1 and (end - start) / (num_frames - 1) > max_step
+
+
+def motion_window(times: list[float], motion: list[float], num_frames: int, max_step: float) -> list[float]:
+    """The ``num_frames`` frames ``s, s + max_step, ...`` whose window holds the most motion.
+
+    ``times`` are increasing frames sampled over the clip (its whole frames), ``motion[i]`` how far
+    the object moved between ``times[i]`` and ``times[i + 1]`` (any unit). The window start ``s``
+    is one of ``times``; of equally moving windows the earliest wins. The motion inside a window is
+    interpolated linearly between the sampled times.
+    """
+    times_arr = np.asarray(times, dtype=np.float64)
+    if len(motion) != len(times_arr) - 1:
+        raise ValueError(f"need one motion value between consecutive times: {len(times_arr)} times, {len(motion)} values")
+    span = (num_frames - 1) * max_step
+    if times_arr[-1] - times_arr[0] <= span:
+        starts = times_arr[:1]
+    else:
+        starts = times_arr[times_arr <= times_arr[-1] - span + 1e-9]
+    covered = np.concatenate([[0.0], np.cumsum(np.asarray(motion, dtype=np.float64))])
+    inside = np.interp(starts + span, times_arr, covered) - np.interp(starts, times_arr, covered)
+    start = float(starts[int(np.argmax(inside - 1e-12 * np.arange(len(starts))))])
+    return [round(start + i * max_step, 4) for i in range(num_frames)]
 
 
 def clip_done(clip_dir: Path, settings: dict | None = None) -> bool:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dataset_tools import blender_render, blender_scene, blender_tracks
+from dataset_tools import blender_render, blender_scene, blender_tracks, render_plan
 from dataset_tools.render_plan import (
     ASSET_FILE,
     CLIP_FILE,
@@ -28,6 +28,8 @@ from puppet_master import cameras
 
 #: fractions of the clip shown in the review strip ("the quarters of the animation")
 REVIEW_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
+#: surface points followed over every whole frame of a long clip to find where it moves most
+MOTION_PROBE_POINTS = 256
 
 
 @dataclass
@@ -48,6 +50,7 @@ class RenderJob:
     sensor_mm: float = cameras.DEFAULT_SENSOR_MM
     clips: list[str] | None = None
     review_strip: bool = False
+    max_step: float = render_plan.DEFAULT_MAX_STEP
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -147,12 +150,19 @@ def _views(job: RenderJob, corners: np.ndarray, k_matrix: np.ndarray, size: int)
 
 def render_clip(job: RenderJob, clip, all_clips, objects, clip_dir: Path) -> float:
     """Render one clip into ``clip_dir``; clip.json is written last (it marks the clip finished)."""
-    # 1. play this clip only, choose its frames
+    # 1. play this clip only, choose its frames: spread over the clip, or in a long clip the window
+    #    of steps of at most job.max_step frames where it moves most
     started = time.monotonic()
     blender_scene.activate_clip(clip, all_clips)
     frames = select_frames(clip.frame_start, clip.frame_end, job.frames, job.stride)
-    # 2. normalise over every frame of the clip
-    scale, offset, lo, hi = blender_scene.normalize_clip(objects, blender_scene.bbox_frames(clip, frames))
+    window = None
+    if render_plan.needs_window(clip.frame_start, clip.frame_end, job.frames, job.stride, job.max_step):
+        times = blender_scene.bbox_frames(clip, [])
+        frames = render_plan.motion_window(times, clip_motion(objects, times, job), job.frames, job.max_step)
+        window = [frames[0], frames[-1]]
+    # 2. normalise over every frame of the clip (of the window, when one is rendered)
+    scale, offset, lo, hi = blender_scene.normalize_clip(
+        objects, blender_scene.bbox_frames(clip, frames, window=window))
     corners = blender_scene.box_corners(lo, hi)
     # 3. cameras: uniform azimuth on the northern hemisphere, pushed back if the clip would leave the frame
     size = job.render.resolution
@@ -216,6 +226,7 @@ def render_clip(job: RenderJob, clip, all_clips, objects, clip_dir: Path) -> flo
         "stride": _stride(frames),
         "num_frames": len(frames),
         "clip_frame_range": [clip.frame_start, clip.frame_end],
+        "window": window,
         "normalization": {"scale": scale, "offset": offset},
         "bbox": [lo.tolist(), hi.tolist()],
         "engine": settings.engine,
@@ -236,6 +247,21 @@ def render_clip(job: RenderJob, clip, all_clips, objects, clip_dir: Path) -> flo
         "settings": job.settings(),
     })
     return seconds
+
+
+def clip_motion(objects, times: list[float], job: RenderJob) -> list[float]:
+    """Mean displacement of a few surface points between consecutive ``times`` (world units)."""
+    blender_scene.set_frame(times[0])
+    rng = np.random.default_rng((job.seed, zlib.crc32(f"{job.asset_id}/motion".encode())))
+    probe = blender_tracks.sample_surface(objects, MOTION_PROBE_POINTS, rng)
+    previous, motion = None, []
+    for frame in times:
+        blender_scene.set_frame(frame)
+        now = blender_tracks.track_points(probe, blender_tracks.frame_geometry(objects))
+        if previous is not None:
+            motion.append(float(np.linalg.norm(now - previous, axis=1).mean()))
+        previous = now
+    return motion
 
 
 def bpy_fps() -> float:

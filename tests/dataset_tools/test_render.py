@@ -35,7 +35,7 @@ def render_command(inputs, out, *extra):
     return [
         sys.executable, str(RENDER), *map(str, inputs), "--out", str(out), "--views", str(VIEWS),
         "--frames", str(FRAMES), "--resolution", str(SIZE), "--samples", "4", "--no-denoise",
-        "--clips", ",".join(ROBOT_CLIPS + list(PROCEDURAL_CLIPS.values())), *extra,
+        "--clips", ",".join(ROBOT_CLIPS + list(PROCEDURAL_CLIPS.values())), "--max-step", "0", *extra,
     ]
 
 
@@ -302,7 +302,8 @@ def test_fbx_and_blend_inputs(batch, tmp_path):
     out = tmp_path / "out"
     result = subprocess.run(
         [sys.executable, str(RENDER), str(tmp_path / "box_fbx.fbx"), str(tmp_path / "two_parts.blend"), "--out", str(out),
-         "--views", "1", "--frames", "2", "--resolution", str(SIZE), "--samples", "1", "--no-denoise", "--points", "512"],
+         "--views", "1", "--frames", "2", "--resolution", str(SIZE), "--samples", "1", "--no-denoise", "--points", "512",
+         "--max-step", "0"],
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -394,3 +395,41 @@ def test_resume_refuses_other_settings_and_overwrite_re_renders(batch, tmp_path)
     with Image.open(clip / "view_01" / "0001.png") as image:
         assert image.size == (48, 48)
     assert json.loads((out / "render_settings.json").read_text()) == meta["settings"]
+
+
+LATE_DRAWER = """
+import sys
+import bpy
+sys.path.insert(0, sys.argv[1])
+from dataset_tools import procedural
+procedural.make_asset("drawer", 0, sys.argv[2] + "/late.glb", frames=166)
+drawer = bpy.data.objects["drawer"]  # still until frame 110, then it slides out by frame 166
+drawer.location[1] = 0.0
+drawer.keyframe_insert("location", index=1, frame=110)
+bpy.ops.wm.save_as_mainfile(filepath=sys.argv[2] + "/late_drawer.blend")
+"""
+
+
+def test_a_long_clip_renders_its_most_moving_window_in_small_steps(tmp_path):
+    """166 frames: 14 frames spread evenly would be 12.7 frames (0.53 s) apart and jump; the
+    default renders 14 frames 4 apart where the drawer moves."""
+    script = tmp_path / "late.py"
+    script.write_text(LATE_DRAWER)
+    subprocess.run([sys.executable, str(script), str(ROOT), str(tmp_path)], check=True, capture_output=True, timeout=120)
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, str(RENDER), str(tmp_path / "late_drawer.blend"), "--out", str(out), "--views", "1",
+         "--resolution", "32", "--engine", "workbench", "--points", "512", "--workers", "0"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    (clip_dir,) = [p.parent for p in out.glob("late_drawer/*/clip.json")]
+    meta = json.loads((clip_dir / "clip.json").read_text())
+    frames = meta["frame_indices"]
+    assert meta["clip_frame_range"] == [1.0, 166.0] and len(frames) == 14
+    assert np.allclose(np.diff(frames), 4.0) and meta["window"] == [frames[0], frames[-1]]
+    assert frames[0] >= 110 - 4 and frames[-1] <= 166
+    tracks = np.load(clip_dir / "tracks.npz")
+    step = np.linalg.norm(np.diff(tracks["points"], axis=0), axis=-1).max(axis=1)  # largest move per step
+    # spread evenly: 5 of 13 steps move, up to 0.121 per step; the window: 13 of 13, at most 0.04
+    assert step.max() < 0.06 and np.count_nonzero(step > 1e-4) >= 12

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dataset_tools import render_plan
@@ -140,3 +141,26 @@ def test_root_settings_are_recorded_and_compared(tmp_path):
     assert render_plan.finished_asset(asset, None, settings) is not None
     assert render_plan.finished_asset(asset, None, other) is None
     assert render_plan.clip_done(asset / "A", settings) and not render_plan.clip_done(asset / "A", other)
+
+
+def test_long_clips_render_their_most_moving_window():
+    # 14 frames over 166 frames would step 12.6 frames: capped at 4, a window of 53 frames
+    assert render_plan.needs_window(1, 166, 14, 0.0, 4.0)
+    assert not render_plan.needs_window(1, 45, 14, 0.0, 4.0)  # 3.4-frame steps: spread as before
+    assert not render_plan.needs_window(1, 166, 14, 2.0, 4.0)  # a given stride is used as it is
+    assert not render_plan.needs_window(1, 166, 14, 0.0, 0.0)  # no cap
+    times = [float(t) for t in range(1, 167)]
+    motion = [0.0] * 165
+    for i in range(120, 150):  # the clip moves only between frames 121 and 151
+        motion[i] = 1.0
+    frames = render_plan.motion_window(times, motion, 14, 4.0)
+    assert len(frames) == 14 and np.allclose(np.diff(frames), 4.0)
+    assert frames[0] <= 121 and frames[-1] >= 151 and frames[-1] <= 166
+    # equal motion everywhere: the earliest window; a clip barely longer than the window starts at its start
+    assert render_plan.motion_window(times, [1.0] * 165, 14, 4.0)[0] == 1.0
+    assert render_plan.motion_window(times[:54], [1.0] * 53, 14, 4.0) == [1.0 + 4 * i for i in range(14)]
+    # sampled (not every whole frame) times: the motion is interpolated between them
+    sparse = [1.0, 41.0, 81.0, 121.0, 161.0]
+    assert render_plan.motion_window(sparse, [0.0, 0.0, 5.0, 0.0], 14, 4.0)[0] == 81.0
+    with pytest.raises(ValueError, match="one motion value"):
+        render_plan.motion_window(times, [1.0], 14, 4.0)
