@@ -4,6 +4,7 @@ Assets: RobotExpressive.glb (skinned, 2 of its 14 clips), the three procedural a
 drawer, shape-key blob), a GLB without animation and a corrupt GLB, in one batch with two workers.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -236,17 +237,21 @@ def test_cancel_stops_the_workers(tmp_path, workers, sig):
         deadline = time.monotonic() + 120  # only a broken render.py waits this long
         while len(list(marks.iterdir())) < workers and time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.05)
-        workers_started = [int(p.suffix[1:]) for p in marks.iterdir()]
-        assert len(workers_started) == workers, process.communicate(timeout=10)[0]
+        started = [int(p.suffix[1:]) for p in marks.iterdir()]
+        assert len(started) == workers, process.communicate(timeout=10)[0]
         process.send_signal(sig)
         output, _ = process.communicate(timeout=120)
-    finally:
+        assert process.returncode == 130 and "cancelled" in output, output
+        # the batch waited for its killed workers: none is left, not even as a zombie
+        assert not [pid for pid in started if Path(f"/proc/{pid}").exists()], "worker processes left running"
+        report_file = tmp_path / "out" / "report.jsonl"
+        assert not report_file.exists() or not report_file.read_text(), "a cancelled asset is not a failed one"
+    finally:  # whatever failed, no process of this test outlives it
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 130 and "cancelled" in output, output
-    # the batch waited for its killed workers: none is left, not even as a zombie
-    assert not [pid for pid in workers_started if Path(f"/proc/{pid}").exists()], "worker processes left running"
-    assert not (tmp_path / "out" / "report.jsonl").exists() or not (tmp_path / "out" / "report.jsonl").read_text()
+        for pid in (int(p.suffix[1:]) for p in marks.iterdir()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 BLENDER_STYLE = """
