@@ -42,7 +42,7 @@ try:
 except ImportError:
     sys.path.insert(0, str(_HERE.parent / "backend"))
 
-from dataset_tools import render_plan  # noqa: E402
+from dataset_tools import render_plan, shard_status  # noqa: E402
 from puppet_master import cameras  # noqa: E402
 
 DEFAULT_TIMEOUT_S = 1800.0
@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--workers", type=int, default=1, help="Blender processes at a time (0 = render in this process, no timeout)")
     g.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds per asset before its process is killed")
     g.add_argument("--shard", default="0/1", help="render only shard i of n (stable hash of the asset id)")
-    g.add_argument("--report", type=Path, default=None, help="JSONL report (default OUT/report.jsonl)")
+    g.add_argument("--report", type=Path, default=None,
+                   help="JSONL report (default OUT/report.jsonl; with --shard i/n, n > 1: OUT/reports/render_i-of-n.jsonl)")
     g.add_argument("--blender", default=None, help="Blender executable for the workers (default: this Blender or this Python with bpy)")
     g.add_argument("--list", action="store_true", help="print the assets of this shard and exit")
     g.add_argument("--overwrite", action="store_true",
@@ -206,11 +207,17 @@ def run_asset_inline(args: argparse.Namespace, asset: render_plan.Asset) -> dict
 
 
 def run_batch(args: argparse.Namespace, assets: list[render_plan.Asset], unsupported: list[Path] = ()) -> int:
-    """Render ``assets`` (and report ``unsupported`` files as skipped); returns the exit status."""
-    report_path = args.report or args.out / "report.jsonl"
+    """Render ``assets`` (and report ``unsupported`` files as skipped); returns the exit status.
+
+    The shard's status file (``shard_status``) records how the batch ended, for the merge of a job array.
+    """
+    index, count = render_plan.parse_shard(args.shard)
+    report_path = args.report or (args.out / "report.jsonl" if count == 1
+                                  else args.out / "reports" / f"render_{index}-of-{count}.jsonl")
     report_path.parent.mkdir(parents=True, exist_ok=True)
     lock = threading.Lock()
     counts = {"ok": 0, "skipped": 0, "failed": 0}
+    failed: list[dict] = []
     done = [0]
     started = time.monotonic()
     settings = run_settings(args)
@@ -224,6 +231,8 @@ def run_batch(args: argparse.Namespace, assets: list[render_plan.Asset], unsuppo
             with open(report_path, "a") as report:
                 report.write(json.dumps(record) + "\n")
             counts[record["status"]] = counts.get(record["status"], 0) + 1
+            if record["status"] == "failed":
+                failed.append({"id": record["asset_id"], "reason": record.get("reason", "")})
             done[0] += 1
             elapsed = time.monotonic() - started
             eta = elapsed / done[0] * (total - done[0])
@@ -257,14 +266,17 @@ def run_batch(args: argparse.Namespace, assets: list[render_plan.Asset], unsuppo
         RUNNING.kill_all()
         pool.shutdown(wait=True, cancel_futures=True)
         print("cancelled: finished clips are kept; run the same command again to resume", flush=True)
+        shard_status.write_status(args.out, "render", index, count, exit_status=EXIT_CANCELLED, counts=counts,
+                                  failed=failed, cancelled=True)
         return EXIT_CANCELLED
     pool.shutdown()
     print(f"done: {counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed "
           f"in {time.monotonic() - started:.1f}s; report: {report_path}", flush=True)
-    if counts["failed"]:
+    code = EXIT_FAILED if counts["failed"] else EXIT_OK
+    if code:
         print(f"{counts['failed']} assets failed (see the report); the same command retries them", flush=True)
-        return EXIT_FAILED
-    return EXIT_OK
+    shard_status.write_status(args.out, "render", index, count, exit_status=code, counts=counts, failed=failed)
+    return code
 
 
 def _interrupt(signum, frame) -> None:
@@ -327,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     if not assets and not unsupported:
         print("nothing to render: no assets in the inputs (for this shard)", flush=True)
+        shard_status.write_status(args.out, "render", index, count, exit_status=EXIT_OK, counts={}, failed=[])
         return EXIT_OK
     differences = render_plan.check_root_settings(args.out, run_settings(args), args.overwrite)
     if differences:

@@ -20,7 +20,7 @@ if __package__ in (None, ""):  # run as a script: make the checkout importable
 
 import numpy as np
 
-from dataset_tools import render_plan
+from dataset_tools import render_plan, shard_status
 from dataset_tools.clip_folder import Clip, ClipError, find_clips, load_clip
 from dataset_tools.drag_sampling import DEDUP_PRESETS, SamplerSettings, sample_clip
 from dataset_tools.drag_schema import (
@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     counts: dict[str, int] = {}
+    failed: list[dict] = []
     report = args.report.open("a") if args.report else None
     try:
         bar = tqdm(folders, desc="sample drags", unit="clip", disable=args.no_progress)
@@ -161,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                 record = process_clip(folder, settings, args.seed, overwrite=args.overwrite, visualize=args.visualize)
             except (ClipError, DragFileError, ValueError, OSError) as exc:
                 record = {"clip": str(folder), "status": "failed", "reason": str(exc)}
+                failed.append({"id": f"{folder.parent.name}/{folder.name}", "reason": str(exc)})
                 tqdm.write(f"failed: {folder}: {exc}", file=sys.stderr)
             record["seconds"] = round(time.monotonic() - start, 3)
             counts[record["status"]] = counts.get(record["status"], 0) + 1
@@ -173,7 +175,10 @@ def main(argv: list[str] | None = None) -> int:
             report.close()
     summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no clips found"
     print(f"{len(folders)} clips: {summary}")
-    return 1 if counts.get("failed") else 0
+    code = 1 if counts.get("failed") else 0
+    if args.root.is_dir() and not (args.root / "clip.json").is_file():  # a render root, not one clip
+        shard_status.write_status(args.root, "drags", index, count, exit_status=code, counts=counts, failed=failed)
+    return code
 
 
 if __name__ == "__main__":

@@ -7,7 +7,11 @@ Work items are the distinct ``(clip, view, frames)`` of every ``drags.json`` und
 The first run writes ``plan.json`` (the item list, in shard order); later runs keep it and append
 new clips, so a shard always holds the same items. A shard is written to a temporary file and
 renamed when complete: an interrupted run loses at most the shard in progress, and re-running
-skips finished shards. ``--num-workers N --worker-index I`` splits shards between machines.
+skips finished shards. ``--shard i/n`` takes the assets ``render.py --shard i/n`` rendered (one
+assignment for every stage, so a job array's task i runs them all): it keeps its own plan
+``plan_i-of-n.json`` and writes ``shard_i-of-n_KKKKK.safetensors``, so tasks never share a file,
+and the trainer reads every ``shard_*.safetensors`` of the folder. At its end it writes
+``shards/cache_i-of-n.json`` for ``python -m dataset_tools.shard_status``.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from dataset_tools import clip_folder, drag_schema
+from dataset_tools import clip_folder, drag_schema, render_plan, shard_status
 from puppet_master.outputs import write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -139,12 +143,23 @@ def _item_key(item: dict) -> str:
     return f"{item['clip_id']}#{item['view']}#{','.join(map(str, item['frames']))}"
 
 
-def update_plan(out: Path, renders: Path) -> list[dict]:
-    """Load ``plan.json`` (keeping its order) and append items not yet planned."""
-    plan_path = out / PLAN_FILE
+def plan_name(shard: tuple[int, int]) -> str:
+    index, count = shard
+    return PLAN_FILE if count == 1 else f"plan_{index}-of-{count}.json"
+
+
+def shard_name(shard: tuple[int, int], number: int) -> str:
+    index, count = shard
+    return SHARD_NAME.format(number) if count == 1 else f"shard_{index}-of-{count}_{number:05d}.safetensors"
+
+
+def update_plan(out: Path, renders: Path, shard: tuple[int, int] = (0, 1)) -> list[dict]:
+    """Load this shard's plan (keeping its order) and append items of its assets not yet planned."""
+    plan_path = out / plan_name(shard)
     planned = json.loads(plan_path.read_text())["items"] if plan_path.is_file() else []
     known = {_item_key(i) for i in planned}
-    new = [i for i in plan_items(renders) if _item_key(i) not in known]
+    mine = [i for i in plan_items(renders) if render_plan.in_shard(Path(i["folder"]).parent.name, *shard)]
+    new = [i for i in mine if _item_key(i) not in known]
     if new or not plan_path.is_file():
         planned = planned + new
         write_json_atomic(plan_path, {"format": FORMAT, "version": FORMAT_VERSION, "renders": str(renders),
@@ -195,21 +210,19 @@ def cache(
     *,
     shard_size: int = 64,
     resolution: int = 256,
-    num_workers: int = 1,
-    worker_index: int = 0,
+    shard: tuple[int, int] = (0, 1),
     progress: bool = True,
 ) -> list[Path]:
-    """Encode every planned item not yet in a finished shard; return this worker's shard paths."""
+    """Encode every planned item of this shard's assets not yet in a finished file; return its files."""
     renders, out = Path(renders), Path(out)
-    if shard_size < 1 or not 0 <= worker_index < num_workers:
-        raise CacheError(f"need shard_size >= 1 and 0 <= worker_index < num_workers, got "
-                         f"{shard_size}, {worker_index}, {num_workers}")
+    if shard_size < 1 or not 0 <= shard[0] < shard[1]:
+        raise CacheError(f"need shard_size >= 1 and a shard i/n with 0 <= i < n, got {shard_size}, {shard}")
     out.mkdir(parents=True, exist_ok=True)
-    items = update_plan(out, renders)
+    items = update_plan(out, renders, shard)
     shards = [items[i:i + shard_size] for i in range(0, len(items), shard_size)]
-    mine = [i for i in range(len(shards)) if i % num_workers == worker_index]
-    todo = [i for i in mine if not shard_complete(out / SHARD_NAME.format(i), len(shards[i]))]
-    logger.info("%d items in %d shards; this worker: %d shards, %d to encode", len(items), len(shards), len(mine), len(todo))
+    mine = list(range(len(shards)))
+    todo = [i for i in mine if not shard_complete(out / shard_name(shard, i), len(shards[i]))]
+    logger.info("shard %d/%d: %d items in %d files, %d to encode", *shard, len(items), len(shards), len(todo))
     bar = tqdm(total=sum(len(shards[i]) for i in todo), unit="clip", disable=not progress, desc="caching latents")
     for index in todo:
         tensors, entries = {}, []
@@ -219,9 +232,11 @@ def cache(
                 tensors[f"{key}.{name}"] = value
             entries.append({"key": key, **{k: item[k] for k in ("clip_id", "view", "frames", "category", "drags")}})
             bar.update(1)
-        write_shard(out / SHARD_NAME.format(index), tensors, entries)
+        write_shard(out / shard_name(shard, index), tensors, entries)
     bar.close()
-    return [out / SHARD_NAME.format(i) for i in mine]
+    shard_status.write_status(out, "cache", *shard, exit_status=0, counts={"items": len(items), "files": len(shards)},
+                              failed=[])
+    return [out / shard_name(shard, i) for i in mine]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -231,16 +246,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="cache folder")
     parser.add_argument("--shard-size", type=int, default=64)
     parser.add_argument("--resolution", type=int, default=256)
-    parser.add_argument("--num-workers", type=int, default=1)
-    parser.add_argument("--worker-index", type=int, default=0)
+    parser.add_argument("--shard", default="0/1", help="i/n: the assets render.py --shard i/n rendered")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
+        shard = render_plan.parse_shard(args.shard)
+    except render_plan.InputError as exc:
+        parser.error(str(exc))
+    try:
         encoders = Encoders.from_svd(args.svd, args.device, getattr(torch, args.dtype))
-        cache(args.renders, args.out, encoders, shard_size=args.shard_size, resolution=args.resolution,
-              num_workers=args.num_workers, worker_index=args.worker_index)
+        cache(args.renders, args.out, encoders, shard_size=args.shard_size, resolution=args.resolution, shard=shard)
     except (CacheError, clip_folder.ClipError, drag_schema.DragFileError) as exc:
         parser.exit(2, f"error: {exc}\n")
     except KeyboardInterrupt:

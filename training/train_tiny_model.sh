@@ -85,9 +85,8 @@ stamp "2/5 latent caches"
 pids=()
 for i in $(seq 0 $((CACHE_WORKERS - 1))); do
     $PY -m training.cache_latents --renders "$TRAIN" --svd "$WORK/components" --out "$WORK/cache/train" \
-        --shard-size 16 --num-workers "$CACHE_WORKERS" --worker-index "$i" --device "$DEVICE" &
+        --shard-size 16 --shard "$i/$CACHE_WORKERS" --device "$DEVICE" &
     pids+=($!)
-    [ "$i" = 0 ] && sleep 3  # worker 0 writes plan.json; the others find it
 done
 $PY -m training.cache_latents --renders "$HELDOUT" --svd "$WORK/components" --out "$WORK/cache/heldout" \
     --shard-size 16 --device "$DEVICE"

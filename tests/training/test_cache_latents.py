@@ -85,3 +85,28 @@ def test_unreadable_frame_is_named_and_finished_shards_survive(tmp_path, tiny_sv
     assert (tmp_path / "cache" / "shard_00000.safetensors").is_file()
     assert not (tmp_path / "cache" / "shard_00001.safetensors").exists()
     assert not list((tmp_path / "cache").glob(".*.tmp"))
+
+
+def test_shards_split_by_asset_like_the_renders_and_together_equal_one_run(tmp_path, latent_cache, renders, tiny_svd):
+    from dataset_tools import render_plan, shard_status
+
+    encoders = Encoders.from_svd(tiny_svd)
+    out = tmp_path / "cache"
+    for index in range(3):  # asset_a falls in task 2, asset_b in task 0, task 1 has none
+        cache(renders, out, encoders, shard_size=3, resolution=RENDER_SIZE, shard=(index, 3), progress=False)
+        assert shard_status.read_status(out, "cache", index, 3)["status"] == "done"
+    assert shard_status.merge(out, "cache", 3)["exit_status"] == shard_status.EXIT_OK
+    assert not (out / PLAN_FILE).exists()
+    files = sorted(out.glob("shard_*.safetensors"))
+    assert files and all(f.name.startswith(("shard_0-of-3_", "shard_2-of-3_")) for f in files)
+    entries = {}
+    for f in files:
+        task = int(f.name.split("_")[1].split("-")[0])
+        for entry in _entries(f)[0]:
+            asset = entry["clip_id"].split("/")[0]
+            assert render_plan.in_shard(asset, task, 3), (asset, f.name)  # the render's assignment
+            entries[(entry["clip_id"], entry["view"])] = entry["drags"]
+    whole = {}
+    for f in sorted(latent_cache.glob("shard_*.safetensors")):
+        whole.update({(e["clip_id"], e["view"]): e["drags"] for e in _entries(f)[0]})
+    assert entries == whole  # the two tasks together cached exactly what one run caches
