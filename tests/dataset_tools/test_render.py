@@ -85,6 +85,10 @@ def test_report_lists_every_asset_and_the_batch_goes_on(batch):
     assert records["RobotExpressive"]["clips"] == ROBOT_CLIPS
     assert "[7/7]" in batch["stdout"], "progress lines on stdout"
     assert "1 assets failed" in batch["stdout"]
+    status = json.loads((batch["out"] / "shards" / "render_0-of-1.json").read_text())
+    assert status["status"] == "done" and status["exit_status"] == 1
+    assert status["counts"] == {"ok": 4, "skipped": 2, "failed": 1}
+    assert [f["id"] for f in status["failed"]] == ["corrupt"]
 
 
 def test_counts_of_clips_views_frames(batch):
