@@ -75,7 +75,7 @@ def time_attention(shape: tuple, dtype: torch.dtype, repeats: int) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default=str(ROOT / "training" / "configs" / "tiny_trained.toml"))
+    parser.add_argument("--config", default=str(ROOT / "experiments" / "tiny_model" / "configs" / "tiny_trained.toml"))
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)

@@ -59,7 +59,7 @@ def main() -> int:
     from training.train import Trainer
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default=str(ROOT / "training" / "configs" / "tiny_trained.toml"))
+    parser.add_argument("--config", default=str(ROOT / "experiments" / "tiny_model" / "configs" / "tiny_trained.toml"))
     parser.add_argument("--cache", required=True, help="a latent cache folder (training.cache_latents --out)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=10, help="timed repeats of each part")

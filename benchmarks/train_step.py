@@ -4,9 +4,9 @@ as ratios against a baseline variant measured in the same run.
 
     python benchmarks/train_step.py                       # tiny config, CPU: checkpointing on vs off
     python benchmarks/train_step.py --full --batch 8      # GPU: full SVD-size U-Net (random weights), bf16
-    python benchmarks/train_step.py --config training/configs/tiny_trained.toml --batch 2 --threads 1
+    python benchmarks/train_step.py --config experiments/tiny_model/configs/tiny_trained.toml --batch 2 --threads 1
                                                           # a recipe on its own data: fp32 vs bf16 autocast
-    python benchmarks/train_step.py --config training/configs/tiny_trained.toml --batch 2 --threads 1 --crop 16
+    python benchmarks/train_step.py --config experiments/tiny_model/configs/tiny_trained.toml --batch 2 --threads 1 --crop 16
                                                           # ... and bf16 on 16x16 latent windows (training/crops.py)
 
 CPU peak memory is the process's maximum resident set size; GPU peak memory is

@@ -1,10 +1,11 @@
 """Put a trained U-Net together with its VAE and image encoder into one pipeline folder.
 
-    python -m training.assemble_pipeline --components runs/tiny_components \
-        --unet runs/tiny_trained/checkpoints/checkpoint-00004000/ema --out backend/puppet_master/weights
+    python -m training.assemble_pipeline --components /models/svd \
+        --unet runs/paper/checkpoints/checkpoint-00012500/ema --out ~/pm-model
 
 ``--components`` is a folder with ``vae/``, ``image_encoder/`` and ``feature_extractor/`` (diffusers
-layout: an SVD img2vid folder, or the output of ``training.train_tiny_components``). The result is
+layout: an SVD img2vid folder, or the components an experiment trained, e.g.
+``experiments.tiny_model.train_tiny_components``). The result is
 a ``PuppetMasterPipeline`` folder (``model_index.json``, safetensors weights) that ``--model`` and
 ``load_pipeline`` read; with ``--fp16`` the weights are stored in half precision (loaded back to the
 requested dtype). A U-Net trained with ``train.residual_scale`` (its checkpoint's

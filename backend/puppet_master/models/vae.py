@@ -4,7 +4,7 @@ diffusers' ``AutoencoderKLTemporalDecoder`` (SVD's VAE) normalises with 32 group
 SVD's widths (128+ channels) each group holds several channels; at the tiny model's 32-64 channels a
 group holds one or two, so every norm is an instance norm that removes each channel's own mean and
 scale per image. ``norm_num_groups`` sets how many groups every norm layer has (the tiny VAE: 4,
-which reconstructed with half the L1 of 32 groups after the same 300 steps; docs/tiny_model.md).
+which reconstructed with half the L1 of 32 groups after the same 300 steps; experiments/tiny_model/README.md).
 """
 
 from __future__ import annotations

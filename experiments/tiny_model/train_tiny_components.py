@@ -1,6 +1,6 @@
 """Train the tiny model's VAE and image encoder from scratch on rendered clips.
 
-    python -m training.train_tiny_components --renders corpus/renders/train --out runs/tiny_components \
+    python -m experiments.tiny_model.train_tiny_components --renders corpus/renders/train --out runs/tiny_components \
         --vae-steps 1500 --encoder-steps 400
 
 Writes ``OUT/vae``, ``OUT/image_encoder`` and ``OUT/feature_extractor`` in diffusers layout: the
@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from training import tiny_components as tc
+from experiments.tiny_model import tiny_components as tc
 
-logger = logging.getLogger("training.tiny_components")
+logger = logging.getLogger("experiments.tiny_model.tiny_components")
 
 
 def _state_path(out: Path, part: str) -> Path:

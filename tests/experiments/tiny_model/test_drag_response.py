@@ -1,4 +1,4 @@
-"""training.drag_response on synthetic videos whose true motion is known: a textured part that moves
+"""experiments.tiny_model.drag_response on synthetic videos whose true motion is known: a textured part that moves
 20 px to the right and another that stays still, tracked by the real dense-flow fallback."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from experiments.tiny_model import drag_response
+from experiments.tiny_model.drag_response import DragResponseError, measure, read_generate_folder
 from puppet_master.image_prep import SquareWindow
 from puppet_master.outputs import write_result
-from training import drag_response
-from training.drag_response import DragResponseError, measure, read_generate_folder
 
 SIZE, FRAMES, SHIFT = 128, 14, 20
 MOVING_AT, STILL_AT, PART = (30, 50), (88, 88), 24

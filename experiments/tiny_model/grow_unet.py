@@ -1,7 +1,7 @@
 """Warm-start a U-Net of a larger layout from a trained one, computing the same function at step 0.
 
-    python -m training.grow_unet --from training/pretrained/tiny_unet/ema \
-        --config training/configs/tiny_trained.toml --out runs/grown/unet
+    python -m experiments.tiny_model.grow_unet --from experiments/tiny_model/weights/tiny_unet/ema \
+        --config experiments/tiny_model/configs/tiny_trained.toml --out runs/grown/unet
 
 The new layout is the recipe's ``[model.unet_config]`` (or ``--set`` overrides of it). Every trained
 parameter is carried over by name and shape; a layout that would drop or reshape one is refused,

@@ -1,4 +1,4 @@
-"""The tiny model's own VAE and image encoder (training/train_tiny_components.py), the export of cached
+"""The tiny model's own VAE and image encoder (experiments/tiny_model/train_tiny_components.py), the export of cached
 clips to the Drag-a-Move format and the part-level evaluation, on the tiny rendered clips of conftest."""
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ import pytest
 import torch
 from diffusers import AutoencoderKLTemporalDecoder
 
+from experiments.tiny_model import tiny_components as tc
+from experiments.tiny_model.train_tiny_components import main as train_components
 from puppet_master.edm import VAE_SCALING_FACTOR
 from puppet_master.tiny import TINY_VAE_CONFIG
 from tests.training.conftest import NUM_FRAMES, RENDER_SIZE, _frame
 from training import dragamove, evaluate, evaluate_parts, export_dragamove
-from training import tiny_components as tc
 from training.cache_latents import Encoders, composite_on_white, to_tensor
-from training.train_tiny_components import main as train_components
 
 
 def test_folding_a_latent_scale_keeps_reconstructions():

@@ -1,6 +1,6 @@
 """A smaller render root for a CPU budget: a few clips per asset family, one view each.
 
-    python -m training.subset_renders --renders corpus/renders/train --out corpus/subset/train --per-family 12
+    python -m experiments.tiny_model.subset_renders --renders corpus/renders/train --out corpus/subset/train --per-family 12
 
 Clip folders are linked (symlinks to their files), and each ``drags.json`` is rewritten with the
 samples of one view only (chosen from a seeded hash of the clip id), so ``training.cache_latents``

@@ -2,7 +2,7 @@
 # The tiny trained Puppet-Master from rendered clips to an evaluated pipeline folder, on one GPU (or
 # the CPU, slowly). Every step resumes: run the same command again after an interruption.
 #
-#   training/train_tiny_model.sh TRAIN_RENDERS HELDOUT_RENDERS WORK_DIR
+#   experiments/tiny_model/train_tiny_model.sh TRAIN_RENDERS HELDOUT_RENDERS WORK_DIR
 #
 # TRAIN_RENDERS / HELDOUT_RENDERS: render roots of dataset_tools/build_corpus.py (or packs of
 # dataset_tools/pack_renders.py, unpacked first). WORK_DIR receives components/, cache/, unet/
@@ -29,7 +29,7 @@ UNET_EMA=${UNET_EMA:-0.999}
 UNET_PRECISION=${UNET_PRECISION:-}      # no | bf16 | fp16 (default: bf16 on a GPU, no on the CPU)
 UNET_CROP=${UNET_CROP:-0}               # latent window side for cropped steps (0: none; training/crops.py)
 UNET_CROP_P=${UNET_CROP_P:-0}           # share of the steps that train on those windows
-# UNET_INIT: a U-Net folder to start from (e.g. training/pretrained/tiny_unet/ema, the committed
+# UNET_INIT: a U-Net folder to start from (e.g. experiments/tiny_model/weights/tiny_unet/ema, the committed
 # weights) instead of random weights; its layout must match the recipe's.
 UNET_INIT=${UNET_INIT:-}
 LOADER_WORKERS=${LOADER_WORKERS:-8}
@@ -74,7 +74,7 @@ if [ -n "$COMPONENTS" ]; then
     fi
 else
     stamp "1/5 VAE and image encoder ($DEVICE)"
-    $PY -m training.train_tiny_components --renders "$TRAIN" --out "$WORK/components" --preload --device "$DEVICE" \
+    $PY -m experiments.tiny_model.train_tiny_components --renders "$TRAIN" --out "$WORK/components" --preload --device "$DEVICE" \
         --vae-steps "$VAE_STEPS" --vae-batch "$VAE_BATCH" --vae-frames "$VAE_FRAMES" --max-minutes "$VAE_MINUTES" \
         --latent-channels "$LATENT_CHANNELS" \
         --encoder-steps "$ENCODER_STEPS" --encoder-batch 64 --save-every 500 --no-progress
@@ -103,7 +103,7 @@ C=$($PY -c 'import json, sys; print(json.load(open(sys.argv[1]))["latent_channel
 stamp "3/5 U-Net ($UNET_MINUTES minutes at most; $C latent channels)"
 INIT_ARGS=()
 [ -z "$UNET_INIT" ] || INIT_ARGS=(--set model.init='"checkpoint"' --set "model.checkpoint_path=\"$UNET_INIT\"")
-$PY -m training.train --config training/configs/tiny_trained.toml "${INIT_ARGS[@]}" \
+$PY -m training.train --config experiments/tiny_model/configs/tiny_trained.toml "${INIT_ARGS[@]}" \
     --set train.crop_size="$UNET_CROP" --set train.crop_probability="$UNET_CROP_P" \
     --set "output_dir=\"$WORK/unet\"" \
     --set model.unet_config.in_channels=$((2 * C)) --set model.unet_config.out_channels="$C" \

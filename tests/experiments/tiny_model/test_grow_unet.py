@@ -1,4 +1,4 @@
-"""training.grow_unet: a trained U-Net carried into a layout with more cross-attention levels computes
+"""experiments.tiny_model.grow_unet: a trained U-Net carried into a layout with more cross-attention levels computes
 the same function, keeps every trained weight, and trains its new modules from the first step."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
+from experiments.tiny_model import grow_unet
 from puppet_master.models.unet import PuppetMasterUNet
 from tests.training.conftest import ROOT, TEST_UNET_CONFIG
-from training import grow_unet
 from training.checkpointing import trained_residual_scale
 
 PLAIN = {**TEST_UNET_CONFIG, "down_block_types": ["DownBlockSpatioTemporal"] * 2,

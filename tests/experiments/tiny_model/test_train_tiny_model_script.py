@@ -1,4 +1,4 @@
-"""training/train_tiny_model.sh end to end on tiny synthetic renders, a few steps per stage: components,
+"""experiments/tiny_model/train_tiny_model.sh end to end on tiny synthetic renders, a few steps per stage: components,
 latent caches, U-Net, pipeline, held-out export and evaluation, archives; then a second run that reuses
 the components, stops after the U-Net and fits a time budget."""
 
@@ -9,8 +9,8 @@ import sys
 import tarfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "training" / "train_tiny_model.sh"
+ROOT = Path(__file__).resolve().parents[3]
+SCRIPT = ROOT / "experiments" / "tiny_model" / "train_tiny_model.sh"
 SMALL = {"VAE_STEPS": "2", "VAE_BATCH": "1", "VAE_FRAMES": "2", "ENCODER_STEPS": "2", "UNET_STEPS": "2",
          "UNET_BATCH": "1", "UNET_WARMUP": "1", "LOADER_WORKERS": "0", "CACHE_WORKERS": "1", "EVAL_STEPS": "2",
          "DEVICE": "cpu"}

@@ -5,9 +5,9 @@ norm groups instead of 32, which over 32-64 channels normalise each channel on i
 levels, like SVD's: 256x256 frames <-> 32 x 32 x 8 latents. A 16 x 16 grid cannot carry part motion
 whatever its channels: the true held-out videos through a 16 x 16 grid (``evaluate_parts --methods
 resample16``) keep Motion Error at the drag origins only 16% below the "static" baseline, through a
-32 x 32 grid 60% below (docs/tiny_model.md). The image encoder is a small ``CLIPVisionModelWithProjection`` whose
+32 x 32 grid 60% below (experiments/tiny_model/README.md). The image encoder is a small ``CLIPVisionModelWithProjection`` whose
 projection width is the U-Net's ``cross_attention_dim``.
-Both are trained from scratch on rendered clips by ``training/train_tiny_components.py``.
+Both are trained from scratch on rendered clips by ``experiments/tiny_model/train_tiny_components.py``.
 """
 
 from __future__ import annotations

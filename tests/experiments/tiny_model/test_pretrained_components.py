@@ -1,4 +1,4 @@
-"""The committed tiny components (training/pretrained/tiny_components): they load through the
+"""The committed tiny components (experiments/tiny_model/weights/tiny_components): they load through the
 project's own loaders, have the recipe's shapes, and reconstruct a real rendered object far better
 than the same networks untrained."""
 
@@ -10,11 +10,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from experiments.tiny_model import tiny_components as tc
 from puppet_master.models.vae import load_vae
 from tests.training.conftest import ROOT
-from training import tiny_components as tc
 
-FOLDER = ROOT / "training" / "pretrained" / "tiny_components"
+FOLDER = ROOT / "experiments" / "tiny_model" / "weights" / "tiny_components"
 EXAMPLE = ROOT / "backend" / "puppet_master" / "assets" / "examples" / "cabinet.png"
 
 
@@ -55,13 +55,13 @@ def test_committed_components_load_and_reconstruct_far_better_than_untrained():
 
 
 def test_committed_work_in_progress_unet_matches_the_recipe_and_records_its_residual_space():
-    """training/pretrained/tiny_unet: the recipe's U-Net, loadable as a training init and assembly input."""
+    """experiments/tiny_model/weights/tiny_unet: the recipe's U-Net, loadable as a training init and assembly input."""
     from puppet_master.models.unet import PuppetMasterUNet
     from training.checkpointing import trained_residual_scale
     from training.config import load_config
 
-    folder = ROOT / "training" / "pretrained" / "tiny_unet" / "ema"
-    config = load_config(ROOT / "training" / "configs" / "tiny_trained.toml")
+    folder = ROOT / "experiments" / "tiny_model" / "weights" / "tiny_unet" / "ema"
+    config = load_config(ROOT / "experiments" / "tiny_model" / "configs" / "tiny_trained.toml")
     unet = PuppetMasterUNet.from_pretrained(folder)
     for key, value in config.model.unet_config.items():
         got = unet.config[key]

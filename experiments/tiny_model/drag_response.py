@@ -6,7 +6,7 @@ small disk around each drag's start are tracked through the frames (the dense-fl
 *along* the drag and the part *across* it. Foreground points far from every drag (at least
 ``far_frac`` of the frame from each drag's segment) measure what should stay still.
 
-``python -m training.drag_response out/example [--check]`` reads a ``puppet-master generate``
+``python -m experiments.tiny_model.drag_response out/example [--check]`` reads a ``puppet-master generate``
 folder (``frame_*.png`` and ``settings.json``, whose drags are mapped into the frame through the
 recorded crop window) and prints the figures; ``--check`` exits 1 unless every drag moves at least
 ``--min-fraction`` of its length forwards and the far region moves at most ``--max-far-ratio`` of
