@@ -23,14 +23,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BUILD = ROOT / "dataset_tools" / "build_corpus.py"
 
 
 def _run(args: list[str]) -> tuple[float, float]:
     """Wall and CPU seconds (children) of one build_corpus.py run."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
-    subprocess.run([sys.executable, str(BUILD), *args, "--no-progress"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-m", "dataset_tools.build_corpus", *args, "--no-progress"], check=True,
+                   stdout=subprocess.DEVNULL, cwd=ROOT)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     return time.monotonic() - start, cpu

@@ -101,7 +101,7 @@ def end_to_end(args, work: Path) -> dict:
     if (ROOT / "dataset_tools" / "sample_drags.py").is_file():
         cpu0 = children_cpu()
         subprocess.run(
-            [sys.executable, str(ROOT / "dataset_tools" / "sample_drags.py"), str(renders), "--no-progress"],
+            [sys.executable, "-m", "dataset_tools.sample_drags", str(renders), "--no-progress"],
             check=True, capture_output=True, timeout=3600, cwd=ROOT,
         )
         drags_cpu = children_cpu() - cpu0

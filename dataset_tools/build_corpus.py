@@ -1,6 +1,6 @@
 """Build the procedural training corpus: animated GLBs + manifest, then renders, drags and id lists.
 
-    python dataset_tools/build_corpus.py OUT --train 125 --heldout 13 --render --workers 2
+    python -m dataset_tools.build_corpus OUT --train 125 --heldout 13 --render --workers 2
 
 For every family (cabinet, box, lamp, creature) ``--train`` assets come from seeds
 ``--train-seed-start ...`` and ``--heldout`` assets from seeds ``--heldout-seed-start ...``: the
@@ -33,13 +33,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from dataset_tools.corpus.families import FAMILIES, asset_id
+from dataset_tools.id_lists import write_id_list
+from dataset_tools.render_plan import InputError, in_shard, parse_shard
 
-from dataset_tools.corpus.families import FAMILIES, asset_id  # noqa: E402
-from dataset_tools.id_lists import write_id_list  # noqa: E402
-from dataset_tools.render_plan import InputError, in_shard, parse_shard  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 MANIFEST = "manifest.json"
 FORMAT = "puppet-master/procedural-corpus"
@@ -50,7 +48,7 @@ CHUNK = 25  # assets per generator process (a crash loses at most its unfinished
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="build_corpus.py", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m dataset_tools.build_corpus", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("out", type=Path, help="corpus folder")
     g = p.add_argument_group("assets")

@@ -1,9 +1,9 @@
 """Curation of rendered clips (paper Sec. 4): metrics, the random-forest filter, the VLM review.
 
-    python dataset_tools/curate.py metrics ROOT [--out metrics.csv]
-    python dataset_tools/curate.py train   ROOT --labels labels.csv --model filter.joblib
-    python dataset_tools/curate.py apply   ROOT --model filter.joblib --out-list animation.json
-    python dataset_tools/curate.py review  ROOT --base-url URL --vlm-model NAME --out-list animation-HQ.json
+    python -m dataset_tools.curate metrics ROOT [--out metrics.csv]
+    python -m dataset_tools.curate train   ROOT --labels labels.csv --model filter.joblib
+    python -m dataset_tools.curate apply   ROOT --model filter.joblib --out-list animation.json
+    python -m dataset_tools.curate review  ROOT --base-url URL --vlm-model NAME --out-list animation-HQ.json
 
 Lists are written in the released id-list format (a JSON array of asset ids on one line); with
 ``--clip-list`` also one of ``<asset_id>/<clip>`` ids, which ``--clips`` of the next step reads.
@@ -17,9 +17,6 @@ import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-
-if __package__ in (None, ""):  # run as a script: make the checkout importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dataset_tools.clip_folder import Clip, ClipError, find_clips, load_clip
 from dataset_tools.clip_metrics import clip_metrics

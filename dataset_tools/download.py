@@ -5,8 +5,8 @@ The cache is ``<cache>/hf-objaverse-v1/glbs/<000-xxx>/<uid>.glb`` (``<cache>`` d
 interrupted run resumes where it stopped. The result is a list file ``{uid: path}`` that
 ``render.py`` takes as input, plus the ids that could not be found::
 
-    python dataset_tools/download.py --ids ../shared/data/objaverse-animation-HQ.json --out glbs.json
-    python dataset_tools/download.py --ids ids.json --out glbs.json --offline   # resolve only
+    python -m dataset_tools.download --ids ../shared/data/objaverse-animation-HQ.json --out glbs.json
+    python -m dataset_tools.download --ids ids.json --out glbs.json --offline   # resolve only
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def write_list(out: Path, found: dict[str, str], failures: dict[str, str]) -> No
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="download.py", description="Objaverse ids -> local GLB files.")
+    parser = argparse.ArgumentParser(prog="python -m dataset_tools.download", description="Objaverse ids -> local GLB files.")
     parser.add_argument("--ids", required=True, type=Path, help="id list: JSON list/object or text, one per line")
     parser.add_argument("--out", required=True, type=Path, help="list file to write: {uid: path}")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="objaverse cache root")

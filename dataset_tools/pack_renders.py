@@ -1,7 +1,7 @@
 """Pack a render root into one compact file, and unpack it pixel for pixel.
 
-    python dataset_tools/pack_renders.py pack corpus/renders/train train.pmpack [--skip tracks.npz]
-    python dataset_tools/pack_renders.py unpack train.pmpack corpus/renders/train
+    python -m dataset_tools.pack_renders pack corpus/renders/train train.pmpack [--skip tracks.npz]
+    python -m dataset_tools.pack_renders unpack train.pmpack corpus/renders/train
 
 Rendered clips are mostly still background and parts that move a little between frames, which PNG
 (one frame at a time) cannot exploit. A pack stores each view's frames as one array, coded as the

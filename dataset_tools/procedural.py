@@ -9,7 +9,7 @@
 Proportions, colours and motion amplitudes come from ``seed``. Each asset has one clip (glTF
 animation) named after its motion. Run as a script to write a few of them::
 
-    python dataset_tools/procedural.py --out assets/ --kinds hinged_box drawer --seeds 0 1
+    python -m dataset_tools.procedural --out assets/ --kinds hinged_box drawer --seeds 0 1
 """
 
 from __future__ import annotations

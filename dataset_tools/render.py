@@ -35,6 +35,9 @@ from pathlib import Path
 
 _INSIDE_BLENDER = "bpy" in sys.modules  # Blender preloads bpy; the bpy module is imported on demand
 _HERE = Path(__file__).resolve().parent
+# Blender runs this file with -P, where neither the checkout nor the installed package may be
+# importable: the one script of dataset_tools/ that puts them on sys.path (the others run as
+# `python -m dataset_tools.<name>` from the checkout)
 if str(_HERE.parent) not in sys.path:
     sys.path.insert(0, str(_HERE.parent))
 try:

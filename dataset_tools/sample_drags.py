@@ -1,6 +1,6 @@
 """Sample training drags for every rendered clip under a render root: writes ``drags.json`` per clip.
 
-    python dataset_tools/sample_drags.py RENDER_ROOT [--seed 0] [--dedup paper|released] [--visualize]
+    python -m dataset_tools.sample_drags RENDER_ROOT [--seed 0] [--dedup paper|released] [--visualize]
 
 Resumable: clips that already have a ``drags.json`` made with the same settings are skipped. The
 result of a clip depends only on the seed and the clip, not on the order, sharding or resumes. The
@@ -14,9 +14,6 @@ import json
 import sys
 import time
 from pathlib import Path
-
-if __package__ in (None, ""):  # run as a script: make the checkout importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 

@@ -42,8 +42,8 @@ def local(assets, tmp_path_factory):
     done = subprocess.run([sys.executable, str(ROOT / "dataset_tools" / "render.py"), str(assets), "--out", str(out),
                            *RENDER_ARGS], capture_output=True, text=True, timeout=600)
     assert done.returncode == 1, done.stdout + done.stderr  # the corrupt asset failed
-    done = subprocess.run([sys.executable, str(ROOT / "dataset_tools" / "sample_drags.py"), str(out), "--no-progress"],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, "-m", "dataset_tools.sample_drags", str(out), "--no-progress"],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
     return out
 

@@ -15,13 +15,12 @@ from dataset_tools.id_lists import read_id_list
 from tests.shared_data import SHARED
 
 ROOT = Path(__file__).resolve().parents[2]
-BUILD = ROOT / "dataset_tools" / "build_corpus.py"
 pytestmark = pytest.mark.blender
 
 
 def _build(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, str(BUILD), *args, "--no-progress"], capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run([sys.executable, "-m", "dataset_tools.build_corpus", *args, "--no-progress"],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
     if check:
         assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     return done

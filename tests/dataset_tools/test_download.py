@@ -98,9 +98,9 @@ def test_cli_offline(tmp_path):
     ids.write_text(json.dumps(UIDS))
     out = tmp_path / "paths.json"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "dataset_tools" / "download.py"), "--ids", str(ids), "--out", str(out),
+        [sys.executable, "-m", "dataset_tools.download", "--ids", str(ids), "--out", str(out),
          "--cache-dir", str(cache), "--offline"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
     assert "3/6 GLBs available" in result.stdout
