@@ -15,11 +15,18 @@ Metric networks come from local paths (``--metrics-dir`` holds ``lpips/``, ``i3d
 ``co-tracker/`` and ``cotracker2.pth`` by default); a missing one is skipped with its path named,
 or is an error with ``--require-all``. Without CoTracker, the DIS dense-flow tracker (labelled so;
 ``--fallback-tracker`` picks another, see ``training.trackers``).
+
+``results.json`` also records what was measured and with what: the model (its folder and the
+folder's ``manifest.json`` when it has one, the U-Net folder and its training step, SVD plus the
+checkpoint, or ``tiny``: random, untrained), the tracker (CoTracker, or the fallback, labelled), the
+metric networks found and where, and per method the clips whose PSNR or Motion Error lies far from
+the others (robust z-score above ``OUTLIER_Z``: median and scaled median absolute deviation).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -48,12 +55,21 @@ COLUMNS = (("psnr", "PSNR ↑", 2), ("ssim", "SSIM ↑", 3), ("lpips", "LPIPS �
            ("me_drag", "ME drag ↓", 2), ("me_fg", "ME fg ↓", 2))
 
 
+#: a clip is listed as an outlier when its robust z-score on a metric exceeds this
+OUTLIER_Z = 3.5
+OUTLIER_METRICS = ("psnr", "me_drag", "me_fg")
+#: the provenance record a model folder may hold (sources, hashes, licences)
+MODEL_MANIFEST = "manifest.json"
+
+
 @dataclass
 class MetricNetworks:
     lpips: metrics.LPIPS | None = None
     i3d: metrics.I3DFeatures | None = None
     tracker: object = field(default_factory=lambda: make_tracker(DEFAULT_FALLBACK_TRACKER))
     notes: dict[str, str] = field(default_factory=dict)
+    #: where each network was loaded from (None: not found, see ``notes``)
+    found: dict[str, str | None] = field(default_factory=dict)
 
 
 def load_metric_networks(metrics_dir: Path, *, require_all: bool = False, device: str = "cpu",
@@ -61,6 +77,8 @@ def load_metric_networks(metrics_dir: Path, *, require_all: bool = False, device
     """LPIPS, I3D and CoTracker from ``metrics_dir``; without CoTracker, ``fallback_tracker``
     (one of ``trackers.FALLBACK_TRACKERS``) tracks the points."""
     nets = MetricNetworks(tracker=make_tracker(fallback_tracker))
+    where = {"lpips": metrics_dir / "lpips", "i3d": metrics_dir / "i3d_torchscript.pt",
+             "tracker": metrics_dir / "cotracker2.pth"}
     loaders = {
         "lpips": lambda: metrics.LPIPS.from_folder(metrics_dir / "lpips").to(device),
         "i3d": lambda: metrics.I3DFeatures.from_file(metrics_dir / "i3d_torchscript.pt", device),
@@ -70,7 +88,9 @@ def load_metric_networks(metrics_dir: Path, *, require_all: bool = False, device
     for name, load in loaders.items():
         try:
             setattr(nets, name, load())
+            nets.found[name] = str(where[name])
         except metrics.MetricUnavailableError as exc:
+            nets.found[name] = None
             if require_all:
                 raise
             nets.notes[name] = f"{exc}; " + (f"{nets.tracker.name} used" if name == "tracker" else "not computed")
@@ -218,7 +238,57 @@ def evaluate_clips(
         fvd = metrics.frechet_distance(nets.i3d(real_videos), nets.i3d(fake_videos))
     mean = {k: _mean([r[k] for r in rows]) for k in ("psnr", "ssim", "lpips", "me_drag", "me_fg")}
     mean["fvd"] = fvd
-    return {"clips": rows, "mean": mean}
+    return {"clips": rows, "mean": mean, "outliers": outliers(rows)}
+
+
+def outliers(rows: list[dict], names: Sequence[str] = OUTLIER_METRICS, z: float = OUTLIER_Z) -> list[dict]:
+    """The clips far from the others on a metric: ``|value - median| / (1.4826 * MAD) > z``.
+
+    The robust z-score ignores the outliers themselves when measuring the spread (a mean and
+    standard deviation would be pulled towards them); metrics whose values all agree list none.
+    """
+    found = []
+    for name in names:
+        values = np.array([np.nan if r.get(name) is None else r[name] for r in rows], dtype=np.float64)
+        ok = np.isfinite(values)
+        if ok.sum() < 3:
+            continue
+        median = float(np.median(values[ok]))
+        spread = 1.4826 * float(np.median(np.abs(values[ok] - median)))
+        if spread <= 0:
+            continue
+        for row, value in zip(rows, values, strict=True):
+            score = (value - median) / spread
+            if np.isfinite(score) and abs(score) > z:
+                found.append({"clip": row["clip"], "metric": name, "value": float(value), "median": median,
+                              "robust_z": round(float(score), 2)})
+    return sorted(found, key=lambda o: -abs(o["robust_z"]))
+
+
+def describe_model(args) -> dict:
+    """What ``build_model_pipeline`` loads, for results.json."""
+    from puppet_master.loading import default_model, find_model_folder
+
+    if args.unet:
+        unet = Path(args.unet).resolve()
+        state = unet.parent / "trainer_state.json"
+        step = json.loads(state.read_text()).get("step") if state.is_file() else None
+        return {"kind": "unet", "unet": str(unet), "training_step": step,
+                "components": "tiny (random, untrained)" if args.tiny else str(Path(args.svd).resolve())}
+    if args.tiny:
+        return {"kind": "tiny", "note": "small random components, untrained: the frames are noise"}
+    if args.svd:
+        checkpoint = Path(args.checkpoint).resolve()
+        return {"kind": "svd+checkpoint", "svd": str(Path(args.svd).resolve()), "checkpoint": str(checkpoint),
+                "checkpoint_bytes": checkpoint.stat().st_size if checkpoint.is_file() else None}
+    folder = find_model_folder(args.model) if args.model else default_model()
+    manifest = None
+    if folder is not None and (Path(folder) / MODEL_MANIFEST).is_file():
+        try:
+            manifest = json.loads((Path(folder) / MODEL_MANIFEST).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            manifest = {"error": f"unreadable {MODEL_MANIFEST}: {exc}"}
+    return {"kind": "folder", "path": None if folder is None else str(Path(folder).resolve()), "manifest": manifest}
 
 
 def _mean(values: list) -> float | None:
@@ -306,8 +376,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             results[name] = evaluate_clips(clip_paths, method, nets, save_dir=save)
     except (dragamove.ClipFormatError, metrics.MetricUnavailableError, ModelLoadError, ValueError, OSError) as exc:
         parser.exit(2, f"error: {exc}\n")
-    report = {"data": str(args.data), "num_clips": len(clip_paths), "tracker": nets.tracker.name,
-              "steps": args.steps, "seed": args.seed, "notes": nets.notes, "paper": PAPER_ROW, "methods": results}
+    uses_model = any(name in ("model", "autoencoder") for name in methods)
+    report = {"data": str(Path(args.data).resolve()), "num_clips": len(clip_paths),
+              "model": describe_model(args) if uses_model else None,
+              "tracker": nets.tracker.name, "tracker_is_fallback": not isinstance(nets.tracker, CoTrackerTracker),
+              "metric_networks": nets.found, "steps": args.steps, "seed": args.seed, "notes": nets.notes,
+              "paper": PAPER_ROW, "methods": results}
     write_json_atomic(out / "results.json", report)
     table = markdown_table(results, nets.tracker.name, len(clip_paths))
     (out / "table.md").write_text(table)

@@ -63,6 +63,8 @@ def test_evaluate_writes_table_one_for_baselines_and_a_model(tmp_path):
     assert code == 0
     report = json.loads((out / "results.json").read_text())
     assert report["num_clips"] == 2 and report["tracker"].startswith("dense flow (dis")
+    assert report["tracker_is_fallback"] is True and report["model"] is None  # baselines need no model
+    assert report["metric_networks"] == {"lpips": None, "i3d": None, "tracker": None}
     assert "lpips" in report["notes"] and str(tmp_path / "none" / "lpips") in report["notes"]["lpips"]
     static, shift = report["methods"]["static"], report["methods"]["shift"]
     assert [r["clip"] for r in static["clips"]] == ["00000", "00010"]
@@ -93,7 +95,10 @@ def test_evaluate_writes_table_one_for_baselines_and_a_model(tmp_path):
         "--method", "model", "--method", "autoencoder",
     ])
     assert code == 0
-    methods = json.loads((out / "model" / "results.json").read_text())["methods"]
+    model_report = json.loads((out / "model" / "results.json").read_text())
+    assert model_report["model"] == {"kind": "unet", "unet": str(unet_dir.resolve()), "training_step": None,
+                                     "components": "tiny (random, untrained)"}
+    methods = model_report["methods"]
     for name in ("model", "autoencoder"):
         mean = methods[name]["mean"]
         assert np.isfinite([mean["psnr"], mean["ssim"], mean["me_drag"], mean["me_fg"]]).all()
@@ -103,3 +108,27 @@ def test_evaluate_writes_table_one_for_baselines_and_a_model(tmp_path):
 def test_missing_networks_fail_with_require_all(tmp_path):
     with pytest.raises(evaluate.metrics.MetricUnavailableError, match="lpips"):
         evaluate.load_metric_networks(tmp_path, require_all=True)
+
+
+def test_outliers_are_the_clips_far_from_the_others():
+    rows = [{"clip": f"{i:05d}", "psnr": 20.0 + 0.1 * i, "me_drag": 10.0 + 0.2 * (i % 3), "me_fg": 2.0} for i in range(9)]
+    rows.append({"clip": "00009", "psnr": 8.0, "me_drag": 60.0, "me_fg": 2.0})
+    found = evaluate.outliers(rows)
+    assert {(o["clip"], o["metric"]) for o in found} == {("00009", "psnr"), ("00009", "me_drag")}
+    assert all(abs(o["robust_z"]) > evaluate.OUTLIER_Z for o in found)  # me_fg agrees everywhere: none
+    assert evaluate.outliers(rows[:2]) == []  # too few clips to tell
+
+
+def test_a_model_folder_is_recorded_with_its_manifest(tmp_path):
+    from puppet_master.tiny import build_tiny_pipeline
+
+    folder = tmp_path / "pm-model"
+    build_tiny_pipeline().save_pretrained(folder)
+    manifest = {"sources": {"checkpoint": "rayli/Puppet-Master ckpts/model.safetensors"}, "licences": ["CC-BY-NC-SA-4.0"]}
+    (folder / evaluate.MODEL_MANIFEST).write_text(json.dumps(manifest))
+    out = tmp_path / "results"
+    assert evaluate.main(["--data", str(DRAG_A_MOVE), "--out", str(out), "--limit", "1", "--no-gifs", "--steps", "1",
+                          "--metrics-dir", str(tmp_path / "none"), "--model", str(folder)]) == 0
+    report = json.loads((out / "results.json").read_text())
+    assert report["model"] == {"kind": "folder", "path": str(folder.resolve()), "manifest": manifest}
+    assert report["methods"]["model"]["outliers"] == []
