@@ -133,6 +133,41 @@ def _checkpoint_config(checkpoint: Path) -> dict:
         return {}
 
 
+def checkpoint_drag_settings(checkpoint: Path) -> dict:
+    """The drag modules' sizes read off a released-layout checkpoint's own tensor shapes.
+
+    From the first layer's modules: ``flow_convs.0.conv_in`` takes ``6 * num_drags`` channels and
+    makes ``c0``; each pair of ``blocks`` steps to the next tower width; ``drag_token_mlps.0.0``
+    takes ``2 * pos_embed_dim + 2 * C`` features, ``2 * C`` being ``conv_out``'s width. So any
+    checkpoint in the released layout converts without drag flags. Empty when the file has no drag
+    modules or is not safetensors (the caller's defaults then apply).
+    """
+    if checkpoint.suffix != ".safetensors":
+        return {}
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(checkpoint), "pt") as f:
+            shapes = {key.removeprefix("model."): tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+    except Exception as exc:  # truncated or not a safetensors file
+        raise ModelLoadError(f"cannot read the checkpoint {checkpoint}: {exc}") from exc
+    tower = next((k.removesuffix("conv_in.weight") for k in sorted(shapes) if k.endswith(".flow_convs.0.conv_in.weight")),
+                 None)
+    mlp = tower.replace(".flow_convs.0.", ".drag_token_mlps.0.") + "0.weight" if tower else None
+    if tower is None or mlp not in shapes or f"{tower}conv_out.weight" not in shapes:
+        return {}
+    channels = [shapes[f"{tower}conv_in.weight"][0]]
+    step = 1
+    while f"{tower}blocks.{step}.weight" in shapes:
+        channels.append(shapes[f"{tower}blocks.{step}.weight"][0])
+        step += 2
+    in_channels, two_c = shapes[f"{tower}conv_in.weight"][1], shapes[f"{tower}conv_out.weight"][0]
+    if in_channels % 6 or (shapes[mlp][1] - two_c) % 2:
+        return {}
+    return {"num_drags": in_channels // 6, "pos_embed_dim": (shapes[mlp][1] - two_c) // 2,
+            "drag_embedder_out_channels": tuple(channels)}
+
+
 def _listing(names: list[str]) -> str:
     shown = ", ".join(names[:_MAX_LISTED])
     return shown + (f", ... ({len(names)} in all)" if len(names) > _MAX_LISTED else "")
@@ -202,7 +237,8 @@ def pipeline_from_svd(
 
     folder = check_svd_folder(svd)
     checkpoint = _require(Path(checkpoint).expanduser(), "the released Puppet-Master model.safetensors")
-    config = {**_checkpoint_config(checkpoint), **{k: v for k, v in drag_settings.items() if v is not None}}
+    config = {**checkpoint_drag_settings(checkpoint), **_checkpoint_config(checkpoint),
+              **{k: v for k, v in drag_settings.items() if v is not None}}
     unet = load_released_unet(checkpoint, unet_config_from_svd(folder, **config), dtype)
     try:
         vae = load_vae(folder / "vae", dtype=dtype, variant=_variant(folder / "vae"))

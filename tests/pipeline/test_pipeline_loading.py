@@ -115,9 +115,22 @@ def test_wrong_checkpoint_names_the_file_and_the_keys(svd_folder, tiny_pipe, tmp
     assert "conv_out.weight (checkpoint [4, 32, 1, 1], model [4, 32, 3, 3])" in err
     assert not (tmp_path / "out").exists()
 
-    # the default (released) drag settings do not fit the small checkpoint: the error says how
-    with pytest.raises(ModelLoadError, match=r"shape mismatches: .*flow_convs"):
+    # without drag options the drag sizes are read off the checkpoint's shapes: the same three problems
+    with pytest.raises(ModelLoadError, match=r"1 missing keys: conv_in.bias") as raised:
         load_pipeline(svd=svd_folder, checkpoint=bad, device="cpu")
+    assert "flow_convs" not in str(raised.value) and '"pos_embed_dim": 8' in str(raised.value)
+    # given drag options still win: the released sizes do not fit this small checkpoint, and the error says how
+    capsys.readouterr()
+    assert main([*argv, "--pos-embed-dim", "64", "--drag-channels", "256,320,320"]) == 1
+    assert "shape mismatches" in (err := capsys.readouterr().err) and "flow_convs" in err
+
+
+def test_drag_sizes_are_read_off_the_checkpoint(released_checkpoint, tiny_pipe):
+    from puppet_master.loading import checkpoint_drag_settings
+
+    assert checkpoint_drag_settings(released_checkpoint) == {
+        "num_drags": tiny_pipe.unet.config.num_drags, "pos_embed_dim": tiny_pipe.unet.config.pos_embed_dim,
+        "drag_embedder_out_channels": tuple(tiny_pipe.unet.config.drag_embedder_out_channels)}
 
 
 def test_missing_files_are_named(svd_folder, released_checkpoint, tmp_path):
