@@ -148,7 +148,8 @@ def checkpoint_drag_settings(checkpoint: Path) -> dict:
 
     try:
         with safe_open(str(checkpoint), "pt") as f:
-            shapes = {key.removeprefix("model."): tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+            names = list(f.keys())
+            shapes = {key.removeprefix("model."): tuple(f.get_slice(key).get_shape()) for key in names}
     except Exception as exc:  # truncated or not a safetensors file
         raise ModelLoadError(f"cannot read the checkpoint {checkpoint}: {exc}") from exc
     tower = next((k.removesuffix("conv_in.weight") for k in sorted(shapes) if k.endswith(".flow_convs.0.conv_in.weight")),

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-from pathlib import Path
 
 from puppet_master.cli import CLIError
 
@@ -21,49 +18,18 @@ def _drag_channels(text: str) -> tuple[int, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
+    from puppet_master.conversion import ConversionError, convert_to_folder
+    from puppet_master.loading import ModelLoadError
 
-    from puppet_master.loading import ModelLoadError, pipeline_from_svd, resolve_dtype
-
-    # 1. check the destination before any heavy loading
-    out = Path(args.out).expanduser()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
-        raise CLIError(f"--out {out} already exists and is not empty; choose a new folder or pass --overwrite")
-
-    # 2. build the pipeline (the U-Net loads the checkpoint strictly)
     try:
-        pipe = pipeline_from_svd(
-            args.svd,
-            args.checkpoint,
-            dtype=resolve_dtype(args.dtype, torch.device("cpu")),
-            num_drags=args.num_drags,
-            pos_embed_dim=args.pos_embed_dim,
-            drag_embedder_out_channels=args.drag_channels,
+        done = convert_to_folder(
+            args.svd, args.checkpoint, args.out, dtype=args.dtype, overwrite=args.overwrite,
+            num_drags=args.num_drags, pos_embed_dim=args.pos_embed_dim, drag_embedder_out_channels=args.drag_channels,
         )
-    except ModelLoadError as exc:
+    except (ConversionError, ModelLoadError) as exc:
         raise CLIError(str(exc)) from exc
-
-    # 3. write into a temporary sibling, then move it into place (never a half-written folder)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.converting-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        pipe.save_pretrained(tmp, safe_serialization=True)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            out.rename(old)
-            tmp.rename(out)
-            if old.is_dir():
-                shutil.rmtree(old)
-            else:
-                old.unlink()
-        else:
-            tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    params = sum(p.numel() for p in pipe.unet.parameters())
-    print(f"wrote the Puppet-Master pipeline ({params / 1e9:.2f}B U-Net parameters) to {out}")
-    print(f"use it with: puppet-master generate --model {out} --image IMG --drag X0,Y0:X1,Y1 --out DIR")
+    print(f"wrote the Puppet-Master pipeline ({done.unet_parameters / 1e9:.2f}B U-Net parameters) to {done.folder}")
+    print(f"use it with: puppet-master generate --model {done.folder} --image IMG --drag X0,Y0:X1,Y1 --out DIR")
     return 0
 
 
