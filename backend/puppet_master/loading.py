@@ -282,17 +282,20 @@ def pipeline_from_folder(model: str | PathLike, *, dtype: torch.dtype = torch.fl
 
 
 def default_model() -> Path | None:
-    """``$PUPPET_MASTER_MODEL``, else the bundled weights when they hold a pipeline, else None."""
+    """``$PUPPET_MASTER_MODEL``, else the model `puppet-master download` installed, else the bundled
+    weights when they hold a pipeline, else None."""
     env = os.environ.get("PUPPET_MASTER_MODEL")
     if env:
         return Path(env).expanduser()
-    if (paths.BUNDLED_WEIGHTS_DIR / "model_index.json").is_file():
-        return paths.BUNDLED_WEIGHTS_DIR
+    for folder in (paths.models_dir() / paths.DEFAULT_MODEL_NAME, paths.BUNDLED_WEIGHTS_DIR):
+        if (folder / "model_index.json").is_file():
+            return folder
     return None
 
 
 NO_MODEL_MESSAGE = (
-    "no model given: pass a converted pipeline folder (--model DIR, made by `puppet-master convert`), "
+    "no model given and none installed: run `puppet-master download` once (it fetches and converts the real "
+    "model into the default folder), or pass a converted pipeline folder (--model DIR, made by `puppet-master convert`), "
     "Stable Video Diffusion img2vid plus the released weights (--svd DIR --checkpoint model.safetensors), "
     "or --tiny for a small untrained model (for testing); $PUPPET_MASTER_MODEL may name a default folder"
 )

@@ -8,14 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import DRAG_A, generate
+from conftest import DRAG_A, generate, released_layout
 from safetensors.torch import save_file
 
 from puppet_master import paths
 from puppet_master.cli import main
 from puppet_master.loading import ModelLoadError, load_pipeline, resolve_dtype
 from puppet_master.pipeline import PuppetMasterPipeline
-from puppet_master.tiny import TINY_UNET_CONFIG, tiny_components
 from tests.shared_data import SHARED
 
 GOLDEN_MODEL = SHARED / "golden" / "unet_small.model.safetensors"
@@ -37,41 +36,6 @@ def test_save_and_from_pretrained_give_identical_frames(tiny_pipe, saved_tiny, r
     before = generate(tiny_pipe, rgb_image, [DRAG_A], seed=4, num_inference_steps=1)
     after = generate(loaded, rgb_image, [DRAG_A], seed=4, num_inference_steps=1)
     np.testing.assert_array_equal(after.frames, before.frames)
-
-
-@pytest.fixture(scope="module")
-def svd_folder(tmp_path_factory) -> Path:
-    """A small Stable Video Diffusion img2vid folder in diffusers layout (the tiny components + an SVD U-Net)."""
-    from diffusers import UNetSpatioTemporalConditionModel
-
-    folder = tmp_path_factory.mktemp("svd") / "svd-img2vid"
-    for name, component in tiny_components().items():
-        if name != "unet":
-            component.save_pretrained(folder / name)
-    svd_unet = UNetSpatioTemporalConditionModel(
-        sample_size=16,
-        block_out_channels=TINY_UNET_CONFIG["block_out_channels"],
-        num_attention_heads=TINY_UNET_CONFIG["num_attention_heads"],
-        cross_attention_dim=TINY_UNET_CONFIG["cross_attention_dim"],
-        layers_per_block=TINY_UNET_CONFIG["layers_per_block"],
-        addition_time_embed_dim=8,
-        projection_class_embeddings_input_dim=24,
-        num_frames=25,
-    )
-    svd_unet.save_pretrained(folder / "unet")
-    return folder
-
-
-def _released_layout(state: dict) -> dict:
-    """A state dict as the authors saved theirs: every key prefixed with ``model.``."""
-    return {f"model.{key}": value.clone().contiguous() for key, value in state.items()}
-
-
-@pytest.fixture(scope="module")
-def released_checkpoint(tiny_pipe, tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("released") / "model.safetensors"
-    save_file(_released_layout(tiny_pipe.unet.state_dict()), str(path))
-    return path
 
 
 def test_convert_writes_a_pipeline_that_runs_like_the_original(
@@ -105,7 +69,7 @@ def test_wrong_checkpoint_names_the_file_and_the_keys(svd_folder, tiny_pipe, tmp
     state["add_embedding.linear_1.weight"] = torch.zeros(4, 4)
     state["conv_out.weight"] = torch.zeros(4, 32, 1, 1)
     bad = tmp_path / "not-puppet-master.safetensors"
-    save_file(_released_layout(state), str(bad))
+    save_file(released_layout(state), str(bad))
     argv = ["convert", "--svd", str(svd_folder), "--checkpoint", str(bad), "--out", str(tmp_path / "out")]
     assert main(argv + TINY_DRAG_OPTIONS) == 1
     err = capsys.readouterr().err

@@ -26,12 +26,20 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def model_source(args: argparse.Namespace) -> dict:
-    """The model options as JSON-ready settings (for settings.json)."""
-    return {
+    """The model options as JSON-ready settings (for settings.json); with no model option, the
+    default model's folder (``default: true``)."""
+    source = {
         key: getattr(args, key)
         for key in ("model", "svd", "checkpoint", "tiny", "device", "dtype", "cpu_offload")
         if getattr(args, key, None) not in (None, False)
     }
+    if not any(source.get(key) for key in ("model", "svd", "tiny")):
+        from puppet_master.loading import default_model
+
+        found = default_model()
+        if found is not None:
+            source.update(model=str(found), default=True)
+    return source
 
 
 def pipeline_from_args(args: argparse.Namespace):
