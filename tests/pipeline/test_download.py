@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from puppet_master import hub
 from puppet_master.conversion import MANIFEST_FILE, sha256_of
+from tests.server.server_helpers import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "backend" / "puppet_master" / "assets" / "examples" / "cabinet.png"
@@ -95,6 +96,22 @@ def test_download_converts_the_default_model_that_generate_uses(standin, tmp_pat
     assert done.returncode == 0, done.stdout + done.stderr
     assert len(list(out.glob("frame_*.png"))) == 14
     assert json.loads((out / "settings.json").read_text())["model"] == {"model": str(model), "default": True}
+    # info lists it as the default, with its sources and licences
+    info = json.loads(cli(tmp_path, url, "info", "--json").stdout)
+    (listed,) = info["models"]
+    assert listed["name"] == "puppet-master" and listed["default"] and listed["dtype"] == "float16"
+    assert listed["sources"]["svd"].startswith(SVD_REPO + "@") and listed["bytes"] > 0
+    # serve with no model option serves it
+    server_process = ServerProcess(tmp_path / "results", model=(), env={"PUPPET_MASTER_HOME": str(tmp_path / "home")})
+    server_process.start()
+    try:
+        server_process.wait_workers(1)
+        served = cli(tmp_path, url, "submit", "--endpoint", server_process.endpoint, "--image", str(EXAMPLE),
+                     "--drag", "0.5,0.5:0.6,0.5", "--steps", "1", "--out", str(tmp_path / "served"))
+        assert served.returncode == 0, served.stdout + served.stderr + server_process.log()[-3000:]
+        assert len(list((tmp_path / "served").glob("frame_*.png"))) == 14
+    finally:
+        server_process.stop()
     # a second download does not overwrite it by accident
     again = download(tmp_path, url)
     assert again.returncode == 1 and "--overwrite" in again.stderr

@@ -35,10 +35,10 @@ class ServerProcess:
     """`python -m puppet_master serve ...` with its endpoints read from its first lines of output."""
 
     def __init__(self, results: Path, *extra: str, bind: str = "tcp://127.0.0.1:*", workers: int = 1,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, model: tuple[str, ...] = ("--tiny",)) -> None:
         self.results = results
         self.argv = [sys.executable, "-m", "puppet_master", "serve", "--bind", bind, "--results", str(results),
-                     "--workers", str(workers), "--tiny", *extra]
+                     "--workers", str(workers), *model, *extra]
         self.log_path = results.parent / f"serve-{results.name}-{int(time.monotonic() * 1000)}.log"
         self.env = {**os.environ, "PUPPET_MASTER_HOME": str(results.parent / "home"), **(env or {})}
         self.process: subprocess.Popen | None = None

@@ -40,7 +40,35 @@ def collect_info() -> dict:
         "weights": [{"source": label, "path": str(path), "exists": path.exists()}
                     for label, path in paths.weight_search_paths()],
         "results_dir": str(paths.results_dir()),
+        "models": installed_models(),
     }
+
+
+def installed_models() -> list[dict]:
+    """The pipeline folders under the models folder: name, size on disk, dtype, sources and licences
+    (from their manifest), and which one is the default."""
+    from puppet_master.conversion import MANIFEST_FILE
+    from puppet_master.loading import default_model
+
+    default = default_model()
+    found = []
+    folders = sorted(p for p in paths.models_dir().iterdir() if (p / "model_index.json").is_file()) \
+        if paths.models_dir().is_dir() else []
+    for folder in folders:
+        try:
+            manifest = json.loads((folder / MANIFEST_FILE).read_text())
+        except (OSError, json.JSONDecodeError):
+            manifest = {}
+        sources = manifest.get("sources", {})
+        found.append({
+            "name": folder.name, "path": str(folder),
+            "bytes": sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()),
+            "dtype": manifest.get("dtype"),
+            "sources": {k: f"{v.get('repo')}@{str(v.get('revision', ''))[:12]}" for k, v in sources.items()},
+            "licences": manifest.get("licences", []),
+            "default": default is not None and folder.resolve() == default.resolve(),
+        })
+    return found
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,6 +85,16 @@ def run(args: argparse.Namespace) -> int:
         mark = "found" if entry["exists"] else "missing"
         print(f"  {entry['source']:<36} {entry['path']} ({mark})")
     print(f"results folder: {info['results_dir']}")
+    if not info["models"]:
+        print("installed models: none (`puppet-master download` installs the default one)")
+    for model in info["models"]:
+        mark = " (default)" if model["default"] else ""
+        print(f"installed model {model['name']}{mark}: {model['bytes'] / 1e9:.2f} GB, {model['dtype'] or 'dtype unknown'}, "
+              f"{model['path']}")
+        for role, source in model["sources"].items():
+            print(f"  {role}: {source}")
+        for licence in model["licences"]:
+            print(f"  licence: {licence}")
     return 0
 
 
