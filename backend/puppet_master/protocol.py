@@ -349,30 +349,26 @@ def drags_to_json(drags: Sequence[Any]) -> list[dict[str, list[float]]]:
 
 
 def check_drags(value: Any) -> list[dict[str, list[float]]]:
-    """Check wire drags: a list of at most MAX_DRAGS ``{"start": [x, y], "end": [x, y]}`` with
-    finite coordinates in [0, 1] (fractions of the square frame, x right, y down)."""
+    """Check wire drags: a list of ``{"start": [x, y], "end": [x, y]}`` with numbers (JSON's
+    ``true`` is not one); the drag rules themselves (how many, finite, inside the frame) are
+    ``drags.validate_drags``', whose error becomes a ``bad_drags`` protocol error."""
     if not isinstance(value, list):
         raise ProtocolError(BAD_DRAGS, f"drags must be a list, got {type(value).__name__}")
-    if len(value) > MAX_DRAGS:
-        raise ProtocolError(BAD_DRAGS, f"{len(value)} drags given but the model takes at most {MAX_DRAGS}")
     out = []
     for index, drag in enumerate(value):
         if not isinstance(drag, dict) or set(drag) != {"start", "end"}:
             raise ProtocolError(BAD_DRAGS, f"drag {index + 1} must be {{'start': [x, y], 'end': [x, y]}}")
-        points = {}
         for name in ("start", "end"):
             point = drag[name]
             if not isinstance(point, list) or len(point) != 2:
                 raise ProtocolError(BAD_DRAGS, f"drag {index + 1}: {name} must be [x, y]")
-            for c in point:
-                if isinstance(c, bool) or not isinstance(c, _NUMBER) or not math.isfinite(c):
-                    raise ProtocolError(BAD_DRAGS, f"drag {index + 1}: {name} has a non-finite coordinate {_short(c)}")
-                if not 0.0 <= c <= 1.0:
-                    raise ProtocolError(
-                        BAD_DRAGS, f"drag {index + 1}: {name} coordinate {c:.4g} lies outside the frame [0, 1]"
-                    )
-            points[name] = [float(point[0]), float(point[1])]
-        out.append(points)
+            if any(isinstance(c, bool) or not isinstance(c, _NUMBER) for c in point):
+                raise ProtocolError(BAD_DRAGS, f"drag {index + 1}: {name} must hold two numbers, got {_short(point)}")
+        out.append({"start": [float(c) for c in drag["start"]], "end": [float(c) for c in drag["end"]]})
+    try:
+        drags.validate_drags([drags.Drag(tuple(d["start"]), tuple(d["end"])) for d in out], max_drags=MAX_DRAGS)
+    except drags.DragError as exc:
+        raise ProtocolError(BAD_DRAGS, str(exc)) from None
     return out
 
 

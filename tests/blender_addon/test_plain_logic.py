@@ -185,7 +185,7 @@ def test_job_rejects_bad_input_before_sending():
         with pytest.raises(ValueError, match="PNG"):
             controller.submit(b"not a png", [((0.5, 0.5), (0.6, 0.5))], job.GenerationSettings())
         png = reference_image.encode_png(np.ones((32, 32, 3), np.float32))
-        with pytest.raises(ValueError, match="outside the frame"):
+        with pytest.raises(ValueError, match="outside the image"):
             controller.submit(png, [((0.5, 0.5), (1.6, 0.5))], job.GenerationSettings())
     finally:
         controller.close()

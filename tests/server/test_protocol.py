@@ -69,9 +69,9 @@ def test_drag_checks():
     assert ok == [{"start": [0.1, 0.2], "end": [0.3, 0.4]}, {"start": [0.0, 0.0], "end": [1.0, 1.0]}]
     with pytest.raises(ProtocolError, match="at most 5"):
         protocol.drags_to_json([((0.1, 0.1), (0.2, 0.2))] * 6)
-    with pytest.raises(ProtocolError, match="non-finite"):
+    with pytest.raises(ProtocolError, match="not finite"):
         protocol.drags_to_json([((float("nan"), 0.1), (0.2, 0.2))])
-    with pytest.raises(ProtocolError, match="outside the frame"):
+    with pytest.raises(ProtocolError, match="outside the image"):
         protocol.check_drags([{"start": [0.5, 1.5], "end": [0.5, 0.5]}])
     with pytest.raises(ProtocolError, match="must be"):
         protocol.check_drags([{"start": [0.5, 0.5]}])
