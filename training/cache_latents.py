@@ -111,10 +111,13 @@ class Encoders:
         return self.pipe.encode_image_embeddings(pixels)[:, 0].float().cpu()
 
 
-def plan_items(renders: Path) -> list[dict]:
-    """Every distinct (clip, view, frames) of the drag samples under ``renders``, with its samples."""
+def plan_items(renders: Path, shard: tuple[int, int] = (0, 1)) -> list[dict]:
+    """Every distinct (clip, view, frames) of the drag samples under ``renders`` whose asset is in
+    ``shard``, with its samples (other shards' drag files are not read)."""
     items = []
     for folder in clip_folder.find_clips(renders, need_tracks=False):
+        if not render_plan.in_shard(folder.parent.name, *shard):
+            continue
         drags_path = folder / drag_schema.DRAGS_FILE
         if not drags_path.is_file():
             logger.warning("%s: no %s, clip skipped (run dataset_tools.sample_drags)", folder, drag_schema.DRAGS_FILE)
@@ -158,8 +161,7 @@ def update_plan(out: Path, renders: Path, shard: tuple[int, int] = (0, 1)) -> li
     plan_path = out / plan_name(shard)
     planned = json.loads(plan_path.read_text())["items"] if plan_path.is_file() else []
     known = {_item_key(i) for i in planned}
-    mine = [i for i in plan_items(renders) if render_plan.in_shard(Path(i["folder"]).parent.name, *shard)]
-    new = [i for i in mine if _item_key(i) not in known]
+    new = [i for i in plan_items(renders, shard) if _item_key(i) not in known]
     if new or not plan_path.is_file():
         planned = planned + new
         write_json_atomic(plan_path, {"format": FORMAT, "version": FORMAT_VERSION, "renders": str(renders),
