@@ -62,20 +62,15 @@ def to_tensor(images: Sequence[Image.Image]) -> torch.Tensor:
 
 
 def load_svd_encoders(folder: str | Path) -> dict:
-    """``vae``, ``image_encoder`` and ``feature_extractor`` of a local SVD folder (diffusers layout)."""
-    from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+    """``vae``, ``image_encoder`` and ``feature_extractor`` of a local SVD folder (diffusers layout),
+    read by the pipeline's own loader (so fp16-only folders, as ``puppet-master download`` keeps
+    them, load too; the encoders run in the dtype ``Encoders`` is given)."""
+    from puppet_master.loading import ModelLoadError, load_svd_part
 
-    from puppet_master.models.vae import load_vae
-
-    folder = Path(folder)
-    for sub in ("vae", "image_encoder", "feature_extractor"):
-        if not (folder / sub).is_dir():
-            raise CacheError(f"SVD folder {folder} has no {sub}/ (expected the diffusers layout of SVD img2vid)")
-    return {
-        "vae": load_vae(folder / "vae"),
-        "image_encoder": CLIPVisionModelWithProjection.from_pretrained(folder, subfolder="image_encoder"),
-        "feature_extractor": CLIPImageProcessor.from_pretrained(folder, subfolder="feature_extractor"),
-    }
+    try:
+        return {part: load_svd_part(folder, part) for part in ("vae", "image_encoder", "feature_extractor")}
+    except ModelLoadError as exc:
+        raise CacheError(str(exc)) from exc
 
 
 class Encoders:

@@ -57,7 +57,10 @@ def build_model(config: Config):
 
             if not m.svd_path:
                 raise ConfigError(f"model.checkpoint_path {path} is a weights file: set model.svd_path for its config")
-            return loading.load_released_unet(path, loading.unet_config_from_svd(m.svd_path)).train()
+            try:
+                return loading.unet_from_svd_and_checkpoint(m.svd_path, path).train()
+            except loading.ModelLoadError as exc:
+                raise ConfigError(f"model.checkpoint_path {path}: {exc}") from exc
         unet_folder = path / "unet" if (path / "unet").is_dir() else path
         if not (unet_folder / "config.json").is_file():
             raise ConfigError(

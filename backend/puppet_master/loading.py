@@ -19,6 +19,28 @@ import torch
 from puppet_master import paths
 from puppet_master.drags import NUM_FRAMES
 from puppet_master.image_prep import FRAME_SIZE
+from puppet_master.models.loading import (
+    ModelLoadError,
+    checkpoint_config,
+    checkpoint_drag_settings,
+    weight_variant,
+)
+
+__all__ = [
+    "SVD_PARTS",
+    "ModelLoadError",
+    "check_svd_folder",
+    "checkpoint_drag_settings",
+    "default_model",
+    "find_model_folder",
+    "load_pipeline",
+    "load_svd_part",
+    "pipeline_from_folder",
+    "pipeline_from_svd",
+    "resolve_device",
+    "resolve_dtype",
+    "unet_from_svd_and_checkpoint",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -36,11 +58,6 @@ _DTYPES = {
     "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
 }  # fmt: skip
 DTYPE_NAMES = ("float32", "float16", "bfloat16")
-_MAX_LISTED = 8
-
-
-class ModelLoadError(RuntimeError):
-    """A model source that cannot be loaded; the message names the file and what was expected."""
 
 
 # ---------------------------------------------------------------------------- device and dtype
@@ -90,14 +107,6 @@ def check_svd_folder(svd: str | PathLike) -> Path:
     return folder
 
 
-def _variant(folder: Path) -> str | None:
-    """``"fp16"`` when a component folder only holds fp16-variant weights (a common partial download)."""
-    names = [p.name for p in folder.glob("*.safetensors")] + [p.name for p in folder.glob("*.bin")]
-    if names and all(".fp16." in n for n in names):
-        return "fp16"
-    return None
-
-
 def unet_config_from_svd(svd: str | PathLike, **drag_settings) -> dict:
     """The PuppetMasterUNet config: SVD's U-Net architecture, Puppet-Master's frames and drag settings."""
     from puppet_master.models.unet import PuppetMasterUNet
@@ -116,144 +125,58 @@ def unet_config_from_svd(svd: str | PathLike, **drag_settings) -> dict:
     return config
 
 
-def _checkpoint_config(checkpoint: Path) -> dict:
-    """The U-Net config stored in a safetensors file's metadata under ``config``, if any."""
-    if checkpoint.suffix != ".safetensors":
-        return {}
-    from safetensors import safe_open
+def unet_from_svd_and_checkpoint(
+    svd: str | PathLike, checkpoint: str | PathLike, *, dtype: torch.dtype | None = None, **drag_settings
+):
+    """The released U-Net: SVD's U-Net config for the architecture, the checkpoint's shapes (and
+    stored config) for the drag modules, ``drag_settings`` over both, loaded strictly."""
+    from puppet_master.models.loading import load_released_unet
 
-    try:
-        with safe_open(str(checkpoint), "pt") as f:
-            meta = f.metadata() or {}
-    except Exception as exc:  # truncated or not a safetensors file
-        raise ModelLoadError(f"cannot read the checkpoint {checkpoint}: {exc}") from exc
-    try:
-        return json.loads(meta["config"]) if "config" in meta else {}
-    except json.JSONDecodeError:
-        return {}
+    checkpoint = _require(Path(checkpoint).expanduser(), "the released Puppet-Master model.safetensors")
+    config = {**checkpoint_drag_settings(checkpoint), **checkpoint_config(checkpoint),
+              **{k: v for k, v in drag_settings.items() if v is not None}}
+    return load_released_unet(checkpoint, unet_config_from_svd(svd, **config), dtype)
 
 
-def checkpoint_drag_settings(checkpoint: Path) -> dict:
-    """The drag modules' sizes read off a released-layout checkpoint's own tensor shapes.
+def load_svd_part(folder: str | PathLike, part: str, *, dtype: torch.dtype = torch.float32):
+    """One component of an SVD img2vid folder (diffusers layout), reading fp16-only folders too.
 
-    From the first layer's modules: ``flow_convs.0.conv_in`` takes ``6 * num_drags`` channels and
-    makes ``c0``; each pair of ``blocks`` steps to the next tower width; ``drag_token_mlps.0.0``
-    takes ``2 * pos_embed_dim + 2 * C`` features, ``2 * C`` being ``conv_out``'s width. So any
-    checkpoint in the released layout converts without drag flags. Empty when the file has no drag
-    modules or is not safetensors (the caller's defaults then apply).
+    ``part`` is one of ``vae``, ``image_encoder``, ``feature_extractor`` or ``scheduler``.
     """
-    if checkpoint.suffix != ".safetensors":
-        return {}
-    from safetensors import safe_open
+    from diffusers import EulerDiscreteScheduler
+    from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
+    from puppet_master.models.vae import load_vae
+
+    folder = Path(folder).expanduser()
+    where = _require(folder / part / SVD_PARTS[part], f"the {part} of Stable Video Diffusion img2vid (diffusers layout)")
     try:
-        with safe_open(str(checkpoint), "pt") as f:
-            names = list(f.keys())
-            shapes = {key.removeprefix("model."): tuple(f.get_slice(key).get_shape()) for key in names}
-    except Exception as exc:  # truncated or not a safetensors file
-        raise ModelLoadError(f"cannot read the checkpoint {checkpoint}: {exc}") from exc
-    tower = next((k.removesuffix("conv_in.weight") for k in sorted(shapes) if k.endswith(".flow_convs.0.conv_in.weight")),
-                 None)
-    mlp = tower.replace(".flow_convs.0.", ".drag_token_mlps.0.") + "0.weight" if tower else None
-    if tower is None or mlp not in shapes or f"{tower}conv_out.weight" not in shapes:
-        return {}
-    channels = [shapes[f"{tower}conv_in.weight"][0]]
-    step = 1
-    while f"{tower}blocks.{step}.weight" in shapes:
-        channels.append(shapes[f"{tower}blocks.{step}.weight"][0])
-        step += 2
-    in_channels, two_c = shapes[f"{tower}conv_in.weight"][1], shapes[f"{tower}conv_out.weight"][0]
-    if in_channels % 6 or (shapes[mlp][1] - two_c) % 2:
-        return {}
-    return {"num_drags": in_channels // 6, "pos_embed_dim": (shapes[mlp][1] - two_c) // 2,
-            "drag_embedder_out_channels": tuple(channels)}
-
-
-def _listing(names: list[str]) -> str:
-    shown = ", ".join(names[:_MAX_LISTED])
-    return shown + (f", ... ({len(names)} in all)" if len(names) > _MAX_LISTED else "")
-
-
-def describe_mismatch(expected: dict[str, tuple], found: dict[str, tuple]) -> list[str]:
-    """Missing keys, unexpected keys and shape mismatches between two ``name -> shape`` maps."""
-    problems = []
-    missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
-    shapes = [
-        f"{k} (checkpoint {list(found[k])}, model {list(expected[k])})"
-        for k in sorted(set(expected) & set(found))
-        if tuple(found[k]) != tuple(expected[k])
-    ]
-    if missing:
-        problems.append(f"{len(missing)} missing keys: {_listing(missing)}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys: {_listing(unexpected)}")
-    if shapes:
-        problems.append(f"{len(shapes)} shape mismatches: {_listing(shapes)}")
-    return problems
-
-
-def load_released_unet(checkpoint: str | PathLike, config: dict, dtype: torch.dtype = torch.float32):
-    """Build the U-Net from ``config`` without initialising it and load ``checkpoint`` strictly.
-
-    Raises :class:`ModelLoadError` naming the file and the missing/unexpected keys or shape
-    mismatches when the checkpoint does not fit.
-    """
-    from puppet_master.models.loading import load_released_state_dict
-    from puppet_master.models.unet import PuppetMasterUNet
-
-    checkpoint = Path(checkpoint).expanduser()
-    try:
-        state = load_released_state_dict(checkpoint)
-    except (FileNotFoundError, ValueError) as exc:
-        raise ModelLoadError(str(exc)) from exc
-    try:
-        with torch.device("meta"):
-            unet = PuppetMasterUNet(**config)
-    except (TypeError, ValueError) as exc:
-        raise ModelLoadError(f"invalid U-Net configuration {config}: {exc}") from exc
-    expected = {k: tuple(v.shape) for k, v in unet.state_dict().items()}
-    problems = describe_mismatch(expected, {k: tuple(v.shape) for k, v in state.items()})
-    if problems:
-        raise ModelLoadError(
-            f"{checkpoint} does not fit the Puppet-Master U-Net (config {json.dumps(config, sort_keys=True)}): "
-            + "; ".join(problems)
-            + ". Is it the released Puppet-Master model.safetensors, and do the drag settings match?"
-        )
-    unet.load_state_dict(state, strict=True, assign=True)
-    if any(p.dtype != dtype for p in unet.parameters()):
-        unet.to(dtype)
-    return unet.eval()
+        if part == "vae":
+            return load_vae(folder / part, dtype=dtype, variant=weight_variant(folder / part)).eval()
+        if part == "image_encoder":
+            return CLIPVisionModelWithProjection.from_pretrained(
+                folder / part, dtype=dtype, variant=weight_variant(folder / part)
+            ).eval()
+        if part == "feature_extractor":
+            return CLIPImageProcessor.from_pretrained(folder / part)
+        if part == "scheduler":
+            return EulerDiscreteScheduler.from_pretrained(folder / part)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot load the {part} of Stable Video Diffusion from {where.parent}: {exc}") from exc
+    raise ValueError(f"unknown SVD part {part!r}")
 
 
 def pipeline_from_svd(
     svd: str | PathLike, checkpoint: str | PathLike, *, dtype: torch.dtype = torch.float32, **drag_settings
 ):
     """SVD img2vid's VAE, CLIP encoder, feature extractor and scheduler + the released U-Net weights."""
-    from diffusers import EulerDiscreteScheduler
-    from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
-
-    from puppet_master.models.vae import load_vae
     from puppet_master.pipeline import PuppetMasterPipeline
 
     folder = check_svd_folder(svd)
-    checkpoint = _require(Path(checkpoint).expanduser(), "the released Puppet-Master model.safetensors")
-    config = {**checkpoint_drag_settings(checkpoint), **_checkpoint_config(checkpoint),
-              **{k: v for k, v in drag_settings.items() if v is not None}}
-    unet = load_released_unet(checkpoint, unet_config_from_svd(folder, **config), dtype)
-    try:
-        vae = load_vae(folder / "vae", dtype=dtype, variant=_variant(folder / "vae"))
-        image_encoder = CLIPVisionModelWithProjection.from_pretrained(
-            folder / "image_encoder", dtype=dtype, variant=_variant(folder / "image_encoder")
-        )
-        feature_extractor = CLIPImageProcessor.from_pretrained(folder / "feature_extractor")
-        scheduler = EulerDiscreteScheduler.from_pretrained(folder / "scheduler")
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"cannot load Stable Video Diffusion from {folder}: {exc}") from exc
-    return PuppetMasterPipeline(
-        vae=vae.eval(), image_encoder=image_encoder.eval(), unet=unet, scheduler=scheduler,
-        feature_extractor=feature_extractor,
-    )
+    unet = unet_from_svd_and_checkpoint(folder, checkpoint, dtype=dtype, **drag_settings)
+    parts = {part: load_svd_part(folder, part, dtype=dtype)
+             for part in ("vae", "image_encoder", "feature_extractor", "scheduler")}
+    return PuppetMasterPipeline(unet=unet, **parts)
 
 
 # ---------------------------------------------------------------------------- converted folders

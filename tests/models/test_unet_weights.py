@@ -8,6 +8,7 @@ from conftest import SPEC, TINY_CONFIG, randomize_, require, tiny_inputs
 from diffusers import UNetSpatioTemporalConditionModel
 from safetensors.torch import save_file
 
+from puppet_master.models.loading import ModelLoadError
 from puppet_master.models.unet import PuppetMasterUNet
 
 SVD_TINY = {
@@ -108,13 +109,13 @@ def test_released_checkpoint_loads_strictly_with_or_without_prefix(tiny_model, t
 
     del state["model.conv_in.bias"]
     save_file(state, str(tmp_path / "partial.safetensors"))
-    with pytest.raises(ValueError, match=r"conv_in\.bias"):
+    with pytest.raises(ModelLoadError, match=r"conv_in\.bias"):
         PuppetMasterUNet.from_released(tmp_path / "partial.safetensors", **TINY_CONFIG)
 
 
 def test_released_checkpoint_errors_name_the_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"missing\.safetensors"):
+    with pytest.raises(ModelLoadError, match=r"missing\.safetensors"):
         PuppetMasterUNet.from_released(tmp_path / "missing.safetensors")
     (tmp_path / "broken.safetensors").write_bytes(b"not a safetensors file")
-    with pytest.raises(ValueError, match=r"broken\.safetensors"):
+    with pytest.raises(ModelLoadError, match=r"broken\.safetensors"):
         PuppetMasterUNet.from_released(tmp_path / "broken.safetensors")

@@ -358,7 +358,10 @@ class PuppetMasterUNet(ModelMixin, AttentionMixin, ConfigMixin):
 
     @classmethod
     def from_released(cls, checkpoint: str | PathLike, **config) -> PuppetMasterUNet:
-        """Load the authors' released ``model.safetensors`` (strict names and shapes) into a new model."""
-        from .loading import unet_from_released
+        """Load the authors' released ``model.safetensors`` (strict names and shapes) into a new model.
 
-        return unet_from_released(cls, checkpoint, **config)
+        ``config`` overrides the default (released) configuration; the drag sizes come from the file.
+        """
+        from .loading import load_released_unet
+
+        return load_released_unet(checkpoint, config, cls=cls)
