@@ -1,19 +1,20 @@
-"""Generation speed and peak memory: the pipeline as shipped against baselines measured in the same run.
+"""Generation speed and peak memory of each memory preset, against ``high`` measured in the same run.
 
 Each configuration runs in its own process (so peak memory is its own), after one warm-up call:
-- ``batched``: the default, the guidance pair [uncond, cond] in one U-Net batch;
-- ``sequential``: the baseline, the two guidance branches one after the other (``batch_guidance=False``);
-- ``no-guidance``: guidance weight 1 everywhere, the conditional branch alone (a lower bound);
-- ``chunked-decode``: the default with ``decode_chunk_size=2`` (the VAE decoder's peak memory).
+- ``high``, ``balanced``, ``low``: the presets of ``puppet_master.memory`` (``--memory``);
+- ``no-guidance``: ``high`` with guidance weight 1 everywhere, the conditional branch alone (a lower
+  bound on the time).
 
 Seconds per video (median of the repeats) and peak memory (CPU: the process's peak resident set
 size, and its rise above the loaded model; CUDA: ``torch.cuda.max_memory_allocated``), with ratios
-against ``sequential``. On the CPU the ratios use CPU seconds (all threads of the process), which
-other programs sharing the cores disturb far less than wall-clock seconds.
+against ``high``. On the CPU the ratios use CPU seconds (all threads of the process), which
+other programs sharing the cores disturb far less than wall-clock seconds. With ``--save-frames
+DIR`` each configuration writes its frames (``DIR/CONFIG.npy``), so runs can be compared.
 
     python benchmarks/generate.py                      # tiny random model on this CPU, 2 steps
     python benchmarks/generate.py --full-random --steps 50 --dtype bfloat16   # SVD-size random weights (GPU)
     python benchmarks/generate.py --model DIR --steps 50                      # real weights (GPU)
+    python benchmarks/generate.py --full-random --steps 1 --configs high --device cpu   # full size on a CPU
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ import sys
 import time
 from pathlib import Path
 
-CONFIGS = ("batched", "sequential", "no-guidance", "chunked-decode")
+CONFIGS = ("high", "balanced", "low", "no-guidance")
+BASELINE = "high"
 
 
 def _rss_mb() -> float:
@@ -56,7 +58,7 @@ def full_random_pipeline(device, dtype):
                              image_size=224, patch_size=14, projection_dim=1024, hidden_act="gelu")
         )
     pipe = PuppetMasterPipeline(vae, clip, unet, svd_scheduler(), CLIPImageProcessor(), untrained=True)
-    return pipe.to(device=device, dtype=dtype)
+    return pipe.to(dtype=dtype)
 
 
 def worker(args: argparse.Namespace) -> dict:
@@ -65,31 +67,35 @@ def worker(args: argparse.Namespace) -> dict:
 
     from puppet_master.drags import Drag
     from puppet_master.loading import load_pipeline, resolve_device, resolve_dtype
+    from puppet_master.memory import PRESETS, apply_memory_plan
 
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
+    preset = "high" if args.worker == "no-guidance" else args.worker
     if args.full_random:
         pipe = full_random_pipeline(device, dtype)
+        apply_memory_plan(pipe, PRESETS[preset], device)
     else:
         pipe = load_pipeline(args.model, svd=args.svd, checkpoint=args.checkpoint, tiny=not (args.model or args.svd),
-                             device=device, dtype=dtype)
+                             device=device, dtype=dtype, memory=preset)
     pipe.set_progress_bar_config(disable=True)
-    pipe.batch_guidance = args.worker != "sequential"
     guidance = (1.0, 1.0) if args.worker == "no-guidance" else (1.0, 5.0)
+    frames = []
 
     image = Image.new("RGB", (256, 256), "white")
     ImageDraw.Draw(image).rectangle([80, 60, 176, 200], fill=(90, 120, 200))
     drags = [Drag((0.5, 0.3), (0.65, 0.2))]
 
     def run(steps: int) -> None:
-        pipe(image, drags, num_inference_steps=steps, min_guidance_scale=guidance[0], max_guidance_scale=guidance[1],
-             generator=torch.Generator().manual_seed(0), output_type="np",
-             decode_chunk_size=2 if args.worker == "chunked-decode" else None)
+        out = pipe(image, drags, num_inference_steps=steps, min_guidance_scale=guidance[0],
+                   max_guidance_scale=guidance[1], generator=torch.Generator().manual_seed(0), output_type="np")
+        frames[:] = [out.frames[0]]
         if device.type == "cuda":
             torch.cuda.synchronize()
 
     loaded_mb = _rss_mb()
-    run(1)  # warm-up: kernels, allocator
+    for _ in range(args.warmup):
+        run(1)  # warm-up: kernels, allocator
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     seconds, cpu_seconds = [], []
@@ -111,14 +117,20 @@ def worker(args: argparse.Namespace) -> dict:
         result.update(peak_rss_mb=peak_mb, peak_above_model_mb=peak_mb - loaded_mb, device=platform.processor() or "cpu")
         result["threads"] = torch.get_num_threads()
     result["dtype"] = str(dtype).removeprefix("torch.")
+    result["memory_plan"] = PRESETS[preset].as_settings()
+    if args.save_frames:
+        import numpy as np
+
+        Path(args.save_frames).mkdir(parents=True, exist_ok=True)
+        np.save(Path(args.save_frames) / f"{args.worker}.npy", frames[0])
     return result
 
 
 def _worker_argv(args: argparse.Namespace, config: str) -> list[str]:
-    argv = ["--steps", str(args.steps), "--repeats", str(args.repeats), "--worker", config]
-    for name in ("model", "svd", "checkpoint", "device", "dtype"):
+    argv = ["--steps", str(args.steps), "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--worker", config]
+    for name in ("model", "svd", "checkpoint", "device", "dtype", "save_frames"):
         if getattr(args, name):
-            argv += [f"--{name}", getattr(args, name)]
+            argv += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
     return [*argv, "--full-random"] if args.full_random else argv
 
 
@@ -126,6 +138,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=2, help="denoising steps per video (the paper: 50)")
     parser.add_argument("--repeats", type=int, default=3, help="timed videos per configuration")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed one-step calls first (default 1)")
+    parser.add_argument("--save-frames", metavar="DIR", help="write each configuration's frames to DIR/CONFIG.npy")
+    parser.add_argument("--json", metavar="FILE", help="also write the results to FILE")
     parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated subset of {CONFIGS}")
     parser.add_argument("--model", help="a converted pipeline folder (default: the tiny random model)")
     parser.add_argument("--svd", help="SVD img2vid folder (with --checkpoint)")
@@ -150,7 +165,7 @@ def main() -> None:
             sys.exit(f"{config} failed:\n{proc.stderr[-3000:]}")
         results[config] = json.loads(proc.stdout.strip().splitlines()[-1])
 
-    base = results.get("sequential")
+    base = results.get(BASELINE)
     model = "full-size random" if args.full_random else (args.model or args.svd or "tiny random")
     print(f"model: {model}, {args.steps} steps, 14 frames 256x256, device: {next(iter(results.values()))['device']}")
     timer = "seconds" if "peak_gb" in next(iter(results.values())) else "cpu_seconds"
@@ -161,12 +176,14 @@ def main() -> None:
             line += f"  peak {memory:6.2f} GB"
         else:
             line += f"  peak RSS {r['peak_rss_mb']:7.0f} MB ({r['peak_above_model_mb']:+.0f} MB above the loaded model)"
-        if base and config != "sequential":
-            line += f"  {timer.replace('_', ' ')} x{r[timer] / base[timer]:.2f} vs sequential"
+        if base and config != BASELINE:
+            line += f"  {timer.replace('_', ' ')} x{r[timer] / base[timer]:.2f} vs {BASELINE}"
             key = "peak_gb" if memory is not None else "peak_above_model_mb"
             line += f", memory x{r[key] / base[key]:.2f}"
         print(line)
     print(json.dumps(results, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"model": model, "steps": args.steps, "results": results}, indent=2))
 
 
 if __name__ == "__main__":

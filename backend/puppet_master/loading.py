@@ -19,6 +19,7 @@ import torch
 from puppet_master import paths
 from puppet_master.drags import NUM_FRAMES
 from puppet_master.image_prep import FRAME_SIZE
+from puppet_master.memory import apply_memory_plan, choose_preset
 from puppet_master.models.loading import (
     ModelLoadError,
     checkpoint_config,
@@ -233,15 +234,16 @@ def load_pipeline(
     tiny: bool = False,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
-    cpu_offload: bool = False,
+    memory: str | None = None,
 ):
     """Load a :class:`~puppet_master.pipeline.PuppetMasterPipeline` ready to run.
 
     Exactly one source: ``model`` (a folder written by ``convert``, or its name under the models
     folder), ``svd`` + ``checkpoint`` (an SVD img2vid folder and the released ``model.safetensors``),
     or ``tiny`` (small random weights, deterministic, labelled untrained). ``device`` defaults to
-    CUDA, else MPS, else CPU; ``dtype`` to bf16/fp16 on GPUs and fp32 on the CPU. ``cpu_offload``
-    keeps each model on the CPU until it runs (CUDA only; less GPU memory, slower).
+    CUDA, else MPS, else CPU; ``dtype`` to bf16/fp16 on GPUs and fp32 on the CPU. ``memory`` is a
+    preset of :mod:`puppet_master.memory` (``high``, ``balanced``, ``low``; None picks one from
+    the device's free memory); the plan used is ``pipe.memory_plan``.
     """
     sources = [name for name, given in (("model", model), ("svd/checkpoint", svd or checkpoint), ("tiny", tiny)) if given]
     if len(sources) > 1:
@@ -266,11 +268,12 @@ def load_pipeline(
     else:
         pipe = pipeline_from_folder(model, dtype=torch_dtype)
 
-    if cpu_offload and torch_device.type == "cuda":
-        pipe.enable_model_cpu_offload(device=torch_device)
-    else:
-        if cpu_offload:
-            logger.warning("CPU offload only applies to CUDA; running everything on %s", torch_device)
-        pipe.to(torch_device)
-    logger.info("loaded %s pipeline on %s (%s)", sources[0] if sources else "default", torch_device, torch_dtype)
+    try:
+        plan, why = choose_preset(memory, torch_device)
+    except ValueError as exc:
+        raise ModelLoadError(str(exc)) from exc
+    apply_memory_plan(pipe, plan, torch_device)
+    pipe.memory_plan = plan
+    logger.info("loaded %s pipeline on %s (%s); %s", sources[0] if sources else "default", torch_device,
+                str(torch_dtype).removeprefix("torch."), why)
     return pipe

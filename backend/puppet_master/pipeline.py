@@ -136,6 +136,8 @@ class PuppetMasterPipeline(DiffusionPipeline):
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         #: run the two guidance branches as one batch (False: one after the other, less peak memory)
         self.batch_guidance = True
+        #: frames the VAE decodes at once when a call names none (None: every frame of a video)
+        self.decode_chunk_size: int | None = None
         self._interrupt = False
 
     # ------------------------------------------------------------------ control
@@ -319,7 +321,8 @@ class PuppetMasterPipeline(DiffusionPipeline):
                 model's ``default_min_guidance_scale`` / ``default_max_guidance_scale`` (config).
             num_videos_per_prompt: videos per drag set.
             generator: torch generator(s) for the initial noise (one per video when a list).
-            decode_chunk_size: frames decoded at once (default: all frames of a video).
+            decode_chunk_size: frames decoded at once (default: the pipeline's ``decode_chunk_size``,
+                which the memory preset sets; None there means all frames of a video).
             output_type: ``"pil"``, ``"np"``, ``"pt"`` or ``"latent"``.
             callback_on_step_end: called as ``callback(pipe, step_index, timestep, callback_kwargs)``
                 after each step; may return ``{"latents": ...}`` to replace the latents.
@@ -398,7 +401,7 @@ class PuppetMasterPipeline(DiffusionPipeline):
             if output_type == "latent":
                 frames = latents
             else:
-                frames = self._postprocess(self.decode_latents(latents, decode_chunk_size), output_type)
+                frames = self._postprocess(self.decode_latents(latents, decode_chunk_size or self.decode_chunk_size), output_type)
         finally:
             self.maybe_free_model_hooks()
 

@@ -136,9 +136,10 @@ def test_gated_repository_asks_to_log_in_then_to_accept_the_licence(repos, tmp_p
 
 
 def test_an_interrupted_download_resumes_and_ends_identical(standin, tmp_path):
-    """The connection drops in the checkpoint and the hub goes down: the run stops with its files kept;
-    the next run fetches only what is missing (huggingface_hub's cache; a file larger than its 10 MB
-    chunks also resumes inside the file) and converts the same model."""
+    """The connection drops in the checkpoint and the hub goes down: the run stops with its finished
+    files kept; the next run fetches only what is missing (huggingface_hub's cache) and converts the
+    same model. (Inside a run the client resumes a dropped file from its last 10 MB chunk; these
+    files are smaller than one chunk.)"""
     server, url = standin
     name = "ckpts/model.safetensors"
     server.cut_after[name] = 5000

@@ -1,6 +1,6 @@
 """The model options shared by ``generate``, ``serve`` and friends, and turning them into a pipeline.
 
-``--model DIR | --svd DIR --checkpoint FILE | --tiny``, ``--device``, ``--dtype``, ``--cpu-offload``.
+``--model DIR | --svd DIR --checkpoint FILE | --tiny``, ``--device``, ``--dtype``, ``--memory``.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from puppet_master.cli import CLIError
+from puppet_master.memory import PRESET_NAMES
 
 DTYPE_CHOICES = ("float32", "float16", "bfloat16")
 
@@ -22,7 +23,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--tiny", action="store_true", help="a small random-weight model, for testing (outputs are labelled untrained)")
     group.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda if available, else mps, else cpu)")
     group.add_argument("--dtype", choices=DTYPE_CHOICES, help="weights' precision (default: bfloat16/float16 on GPUs, float32 on the CPU)")
-    group.add_argument("--cpu-offload", action="store_true", help="keep each model on the CPU until it runs (CUDA; less GPU memory, slower)")
+    group.add_argument(
+        "--memory", choices=PRESET_NAMES,
+        help="GPU memory preset: high (fastest), balanced (model offload, guidance branches in turn, chunked "
+        "feed-forward and decode), low (layer-by-layer offload); default: picked from the free GPU memory")
 
 
 def model_source(args: argparse.Namespace) -> dict:
@@ -30,7 +34,7 @@ def model_source(args: argparse.Namespace) -> dict:
     default model's folder (``default: true``)."""
     source = {
         key: getattr(args, key)
-        for key in ("model", "svd", "checkpoint", "tiny", "device", "dtype", "cpu_offload")
+        for key in ("model", "svd", "checkpoint", "tiny", "device", "dtype", "memory")
         if getattr(args, key, None) not in (None, False)
     }
     if not any(source.get(key) for key in ("model", "svd", "tiny")):
@@ -54,7 +58,7 @@ def pipeline_from_args(args: argparse.Namespace):
             tiny=args.tiny,
             device=args.device,
             dtype=args.dtype,
-            cpu_offload=args.cpu_offload,
+            memory=args.memory,
         )
     except ModelLoadError as exc:
         raise CLIError(str(exc)) from exc
