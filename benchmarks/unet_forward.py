@@ -150,6 +150,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None, help="default: 10, 1 for the full config on CPU")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE")
     parser.add_argument("--memory-worker", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.dtype = args.dtype or ("bf16" if args.device.startswith("cuda") else "fp32")
@@ -163,6 +164,8 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; {args.dtype}; batch {args.batch}, {args.frames} frames, {args.size}x{args.size} latents")
     print(f"{'config':<6} {'variant':<16} {'ms (best)':>11} {'peak MiB':>9} {'time ratio':>10} {'mem ratio':>9}")
+    report = {"device": name, "dtype": args.dtype, "batch": args.batch, "frames": args.frames, "size": args.size,
+              "configs": {}}
     for config in args.configs.split(","):
         heavy = config == "full" and device.type == "cpu"
         warmup = args.warmup if args.warmup is not None else (0 if heavy else 2)
@@ -182,6 +185,18 @@ def main() -> None:
         ours, reference = results["ours"][1], results["straightforward"][1]
         diff = (ours - reference).abs().max().item()
         print(f"{config:<6} max |ours - straightforward| = {diff:.2e} (output max {reference.abs().max().item():.2e})")
+        report["configs"][config] = {
+            "ms": {v: results[v][0] * 1e3 for v in VARIANTS},
+            "peak_mib": None if args.no_memory else {v: memory[v] / 2**20 for v in VARIANTS},
+            "time_ratio": results["ours"][0] / base_time,
+            "memory_ratio": None if args.no_memory else memory["ours"] / base_memory,
+            "max_abs_diff": diff, "output_max": reference.abs().max().item(),
+        }
+    if args.json:
+        import json
+        from pathlib import Path
+
+        Path(args.json).write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

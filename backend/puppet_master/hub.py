@@ -229,12 +229,16 @@ def verify(path: Path, f: RemoteFile, source: Source) -> None:
                             "removed, run the same command again to download it afresh", EXIT_CORRUPT)
 
 
-def fetch(source: Source, cache_dir: Path, tqdm_class=None) -> Path:
-    """Download (or find in the cache) every file of ``source``, verified; returns its snapshot folder."""
+def fetch(source: Source, cache_dir: Path, tqdm_class=None, on_file=None) -> Path:
+    """Download (or find in the cache) every file of ``source``, verified; returns its snapshot folder.
+
+    ``on_file(source, file, index, cached)`` is called as each file starts."""
     from huggingface_hub import hf_hub_download
 
     folder = None
-    for f in source.files:
+    for index, f in enumerate(source.files):
+        if on_file is not None:
+            on_file(source, f, index, _cached(cache_dir, source, f))
         try:
             local = Path(hf_hub_download(source.repo_id, f.path, repo_type=source.repo_type, revision=source.revision,
                                          cache_dir=cache_dir, endpoint=endpoint(), tqdm_class=tqdm_class))

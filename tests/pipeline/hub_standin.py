@@ -6,7 +6,7 @@ file's size, git blob id and, for weight files, LFS sha256) and ``HEAD``/``GET``
 ``[/spaces]/<repo>/resolve/<rev>/<path>`` (``X-Repo-Commit``, ``ETag``, ``Content-Length``, byte
 ranges for resumed downloads). Repositories are folders on disk. It can also act as a gated
 repository (401 without a token, 403 with a token that has not accepted the licence, with the
-hub's ``X-Error-Code: GatedRepo``), cut a download short, or fail a file, and it logs every request.
+hub's ``X-Error-Code: GatedRepo``), cut a download short, hold one back, or fail a file, and it logs every request.
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ class StandInHub:
     corrupt: dict[str, bytes] = field(default_factory=dict)
     #: path -> the size the listing declares (a remote file too large for this disk; never read)
     declared_sizes: dict[str, int] = field(default_factory=dict)
+    #: path -> an event the GET of that path waits for before sending its body (a slow download)
+    hold: dict[str, threading.Event] = field(default_factory=dict)
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)  # (method, path, Range)
 
     def add(self, repo_type: str, repo_id: str, folder: Path, gated_tokens: set[str] | None = None) -> None:
@@ -132,6 +134,8 @@ class StandInHub:
                 headers = {"X-Repo-Commit": repo.commit, "ETag": f'"{etag}"', "Accept-Ranges": "bytes"}
                 if head:
                     return self._send(200, b"", {**headers, "Content-Length": str(len(real))}, head=True)
+                if name in hub.hold:
+                    hub.hold[name].wait(timeout=60)
                 if name in cut_done and hub.fail_after_cut:
                     return self._error(500, "Outage", "the hub is down", head)
                 start = 0

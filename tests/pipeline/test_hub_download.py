@@ -207,3 +207,68 @@ def test_svd_file_selection_prefers_fp16_and_skips_the_unet_weights():
     assert hub.select_svd_files(names) == [
         "image_encoder/model.safetensors", "model_index.json", "scheduler/scheduler_config.json",
         "unet/config.json", "vae/config.json", "vae/diffusion_pytorch_model.fp16.safetensors"]
+
+
+def _events(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def test_progress_json_reports_plan_files_bytes_and_the_installed_model(standin, tmp_path):
+    _, url = standin
+    done = download(tmp_path, url, "--progress", "json")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    events = _events(done.stdout)  # every line of stdout is one JSON event
+    kinds = [e["event"] for e in events]
+    assert [e["stage"] for e in events if e["event"] == "stage"] == ["resolving", "downloading", "converting",
+                                                                    "cleaning"]
+    plan = next(e for e in events if e["event"] == "plan")
+    files = [e for e in events if e["event"] == "file"]
+    assert len(files) == plan["files"] and {f["file"] for f in files} >= {"ckpts/model.safetensors",
+                                                                          "vae/config.json"}
+    progress = [e for e in events if e["event"] == "progress"]
+    overall = [e["overall_done"] for e in progress]
+    assert overall == sorted(overall) and overall[-1] == plan["download_bytes"] == progress[-1]["overall_total"]
+    assert all(e["done"] <= e["total"] for e in progress)
+    assert kinds[-1] == "done"
+    final = events[-1]
+    assert final["default"] and Path(final["model"]) == tmp_path / "home" / "models" / "puppet-master"
+    assert [m["name"] for m in final["models"]] == ["puppet-master"] and final["models"][0]["default"]
+
+
+def test_cancel_stops_the_download_keeps_finished_files_and_the_next_run_goes_on(standin, tmp_path):
+    """SIGTERM (the add-on's Cancel) while the checkpoint is held back by the hub: exit 130 with a
+    ``cancelled`` event and no traceback; the next run fetches only the checkpoint."""
+    import signal
+    import threading
+
+    server, url = standin
+    name = "ckpts/model.safetensors"
+    server.hold[name] = threading.Event()
+    env = {**os.environ, "HF_ENDPOINT": url, "PUPPET_MASTER_HOME": str(tmp_path / "home"),
+           "HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_DISABLE_TELEMETRY": "1"}
+    env.pop("HF_TOKEN", None)
+    proc = subprocess.Popen([sys.executable, "-m", "puppet_master", "download", "--svd-repo", SVD_REPO,
+                             "--checkpoint-repo", SPACE, "--progress", "json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    try:
+        for line in proc.stdout:  # wait until the held file has been asked for
+            event = json.loads(line)
+            if event["event"] == "file" and event["file"] == name:
+                break
+        while not any(m == "GET" and p.endswith(name) for m, p, _ in server.requests):
+            threading.Event().wait(0.05)
+        proc.send_signal(signal.SIGTERM)
+        rest, stderr = proc.communicate(timeout=60)
+    finally:
+        server.hold[name].set()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr[-2000:]
+    assert _events(rest)[-1] == {"event": "cancelled", "exit_code": 130}
+    assert "cancelled" in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "home" / "models" / "puppet-master").exists()
+    before = len(server.requests)
+    again = download(tmp_path, url)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    fetched = [p for m, p, _ in server.requests[before:] if m == "GET" and "/resolve/" in p]
+    assert fetched and all(p.endswith(name) for p in fetched), fetched
