@@ -17,9 +17,18 @@ _modules: list = []
 def register() -> None:
     import bpy
 
-    from . import drag_tool, generation, operators, overlay_draw, panels, preferences, properties
+    from . import (
+        drag_tool,
+        generation,
+        model_operators,
+        operators,
+        overlay_draw,
+        panels,
+        preferences,
+        properties,
+    )
 
-    _modules[:] = [properties, preferences, operators, drag_tool, panels, overlay_draw, generation]
+    _modules[:] = [properties, preferences, operators, model_operators, drag_tool, panels, overlay_draw, generation]
     for module in _modules:
         for cls in getattr(module, "classes", ()):
             bpy.utils.register_class(cls)

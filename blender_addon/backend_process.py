@@ -29,7 +29,8 @@ class BackendLaunchError(RuntimeError):
 class LaunchSettings:
     python: str
     endpoint: str
-    model_args: str = "--tiny"
+    model_args: str = ""
+    memory: str = ""  # a `serve --memory` preset; empty: picked by the backend
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def command(self) -> list[str]:
@@ -41,7 +42,8 @@ class LaunchSettings:
             model = shlex.split(self.model_args)
         except ValueError as exc:
             raise BackendLaunchError(f"cannot parse the model options {self.model_args!r}: {exc}") from exc
-        return [self.python, "-m", "puppet_master", "serve", "--bind", self.endpoint, *model]
+        memory = ["--memory", self.memory] if self.memory else []
+        return [self.python, "-m", "puppet_master", "serve", "--bind", self.endpoint, *model, *memory]
 
 
 class LocalBackend:

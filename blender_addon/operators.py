@@ -180,7 +180,9 @@ class PUPPET_OT_backend_start(bpy.types.Operator):
 
     def execute(self, context):
         prefs = preferences.get(context)
-        settings = backend_process.LaunchSettings(prefs.backend_python, prefs.endpoint, prefs.backend_model_args)
+        memory = "" if prefs.backend_memory == "AUTO" else prefs.backend_memory
+        settings = backend_process.LaunchSettings(prefs.backend_python, prefs.endpoint, prefs.backend_model_args,
+                                                  memory=memory)
         try:
             runtime.STATE.backend.start(settings)
         except backend_process.BackendLaunchError as exc:

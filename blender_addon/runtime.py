@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import bpy
 
-from . import backend_process, job
+from . import backend_process, job, model_download
 
 #: how often the timer polls while something is in flight, seconds
 TIMER_INTERVAL_S = 0.1
@@ -25,11 +25,14 @@ class RuntimeState:
     backend: backend_process.LocalBackend = field(default_factory=backend_process.LocalBackend)
     backend_error: str = ""
     backend_watch: bool = False
+    download: model_download.ModelDownload = field(default_factory=model_download.ModelDownload)
+    models: model_download.InstalledModels = field(default_factory=model_download.InstalledModels)
 
 
 STATE = RuntimeState()
-# Blender does not unregister add-ons when it quits: never leave a local backend orphaned
+# Blender does not unregister add-ons when it quits: never leave a local backend or download orphaned
 atexit.register(STATE.backend.stop)
+atexit.register(STATE.download.stop)
 
 
 def backend_status_lines() -> list[str]:
@@ -91,9 +94,16 @@ def tick() -> float | None:
         code = STATE.backend.exit_code
         STATE.backend_error = f"Local backend exited with code {code}. Log:\n{STATE.backend.log_tail()}"
         changed = True
+    if STATE.download.status.active and STATE.download.poll():
+        changed = True
+        if STATE.download.status.state == "DONE":
+            STATE.models.set(STATE.download.status.models)
+    if STATE.models.pending and STATE.models.poll():
+        changed = True
     if changed:
         _redraw()
-    busy = STATE.controllers or STATE.pinger is not None or STATE.backend_watch
+    busy = (STATE.controllers or STATE.pinger is not None or STATE.backend_watch or STATE.download.status.active
+            or STATE.models.pending)
     return TIMER_INTERVAL_S if busy else None
 
 
@@ -108,3 +118,4 @@ def shutdown() -> None:
         STATE.pinger = None
     STATE.backend_watch = False
     STATE.backend.stop()
+    STATE.download.stop()

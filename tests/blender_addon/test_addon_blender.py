@@ -434,7 +434,16 @@ def test_panel_preferences_and_status_bar_draw_valid_ui(addon_zip, tmp_path):
             def __getattr__(self, name):
                 return getattr(prefs(), name)
         type(prefs()).draw(PrefsDrawn(), context)
-        emit(problems=problems, idle=idle, running=running, prefs=list(seen))
+        prefs_idle = list(seen); seen.clear()
+        # while a model download runs: its progress and Cancel
+        md = ext("model_download")
+        runtime.STATE.download.status = md.DownloadStatus(state="RUNNING", fraction=0.3, text="Downloading vae: 3 MB")
+        runtime.STATE.models.set([{"name": "puppet-master", "default": True, "bytes": 5e9, "dtype": "float16",
+                                   "licences": ["CC-BY-NC-SA-4.0"]}])
+        type(prefs()).draw(PrefsDrawn(), context)
+        prefs_downloading = list(seen)
+        runtime.STATE.download.status = md.DownloadStatus()
+        emit(problems=problems, idle=idle, running=running, prefs=prefs_idle, prefs_downloading=prefs_downloading)
         """,
         addon_zip, tmp_path,
     )
@@ -446,6 +455,12 @@ def test_panel_preferences_and_status_bar_draw_valid_ui(addon_zip, tmp_path):
     assert any("worker_lost" in text for text in idle)
     assert "op:puppet_master.cancel" in running and "op:puppet_master.generate" not in running
     assert running.count("progress:Step 2/5") == 1 and "progress:Puppet-Master: Step 2/5" in running
-    for name in ("endpoint", "server_key", "backend_python", "backend_model_args", "output_folder", "default_steps"):
+    for name in ("endpoint", "server_key", "backend_python", "backend_model_args", "backend_memory",
+                 "download_args", "output_folder", "default_steps"):
         assert "prop:" + name in out["prefs"]
     assert "op:puppet_master.backend_start" in out["prefs"]
+    assert "op:puppet_master.model_download" in out["prefs"] and "op:puppet_master.models_refresh" in out["prefs"]
+    downloading = out["prefs_downloading"]
+    assert "op:puppet_master.model_download_cancel" in downloading and "op:puppet_master.model_download" not in downloading
+    assert "progress:Downloading vae: 3 MB" in downloading
+    assert "puppet-master (default): 5.00 GB, float16, CC-BY-NC-SA-4.0" in downloading

@@ -191,6 +191,13 @@ def test_job_rejects_bad_input_before_sending():
         controller.close()
 
 
+def test_local_backend_command_uses_the_default_model_and_the_memory_preset():
+    plain = backend_process.LaunchSettings(sys.executable, "tcp://127.0.0.1:5555").command()
+    assert plain == [sys.executable, "-m", "puppet_master", "serve", "--bind", "tcp://127.0.0.1:5555"]
+    low = backend_process.LaunchSettings(sys.executable, "tcp://127.0.0.1:5555", "--tiny", memory="low").command()
+    assert low[-3:] == ["--tiny", "--memory", "low"]
+
+
 def test_local_backend_launch_errors_and_log(tmp_path):
     with pytest.raises(backend_process.BackendLaunchError, match="not found"):
         backend_process.LaunchSettings(str(tmp_path / "nope"), "tcp://127.0.0.1:1").command()

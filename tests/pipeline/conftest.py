@@ -11,7 +11,6 @@ from PIL import Image, ImageDraw
 from safetensors.torch import save_file
 
 from puppet_master.drags import Drag
-from puppet_master.tiny import TINY_UNET_CONFIG, tiny_components
 
 STEPS = 2
 DRAG_A = Drag((0.5, 0.5), (0.7, 0.45))
@@ -55,24 +54,9 @@ def rgb_image() -> Image.Image:
 @pytest.fixture(scope="session")
 def svd_folder(tmp_path_factory) -> Path:
     """A small Stable Video Diffusion img2vid folder in diffusers layout (the tiny components + an SVD U-Net)."""
-    from diffusers import UNetSpatioTemporalConditionModel
+    from hub_standin import tiny_svd_folder
 
-    folder = tmp_path_factory.mktemp("svd") / "svd-img2vid"
-    for name, component in tiny_components().items():
-        if name != "unet":
-            component.save_pretrained(folder / name)
-    svd_unet = UNetSpatioTemporalConditionModel(
-        sample_size=16,
-        block_out_channels=TINY_UNET_CONFIG["block_out_channels"],
-        num_attention_heads=TINY_UNET_CONFIG["num_attention_heads"],
-        cross_attention_dim=TINY_UNET_CONFIG["cross_attention_dim"],
-        layers_per_block=TINY_UNET_CONFIG["layers_per_block"],
-        addition_time_embed_dim=8,
-        projection_class_embeddings_input_dim=24,
-        num_frames=25,
-    )
-    svd_unet.save_pretrained(folder / "unet")
-    return folder
+    return tiny_svd_folder(tmp_path_factory.mktemp("svd") / "svd-img2vid")
 
 
 def released_layout(state: dict) -> dict:

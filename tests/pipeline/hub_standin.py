@@ -20,6 +20,53 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 LFS_SUFFIXES = (".safetensors", ".bin")
+SVD_REPO, SPACE = "stand-in/svd-img2vid", "stand-in/puppet-master"
+
+
+def tiny_svd_folder(folder: Path) -> Path:
+    """A small Stable Video Diffusion img2vid folder in diffusers layout (the tiny components + an SVD U-Net)."""
+    from diffusers import UNetSpatioTemporalConditionModel
+
+    from puppet_master.tiny import TINY_UNET_CONFIG, tiny_components
+
+    for name, component in tiny_components().items():
+        if name != "unet":
+            component.save_pretrained(folder / name)
+    svd_unet = UNetSpatioTemporalConditionModel(
+        sample_size=16,
+        block_out_channels=TINY_UNET_CONFIG["block_out_channels"],
+        num_attention_heads=TINY_UNET_CONFIG["num_attention_heads"],
+        cross_attention_dim=TINY_UNET_CONFIG["cross_attention_dim"],
+        layers_per_block=TINY_UNET_CONFIG["layers_per_block"],
+        addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=24,
+        num_frames=25,
+    )
+    svd_unet.save_pretrained(folder / "unet")
+    return folder
+
+
+def build_repos(root: Path, svd_folder: Path, checkpoint: Path) -> dict[str, Path]:
+    """The two repositories ``download`` reads, as folders under ``root``: SVD img2vid (fp16 variants
+    beside the full weights, SVD's own U-Net weights that must never be fetched) and the Space with
+    ``ckpts/model.safetensors`` (``checkpoint``, in the released layout)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    svd = root / "svd"
+    shutil.copytree(svd_folder, svd)
+    for name in ("vae", "image_encoder"):  # fp16 variants beside the full weights, as in SVD's repository
+        for full in (svd / name).glob("*.safetensors"):
+            half = {k: v.half() if v.is_floating_point() else v for k, v in load_file(str(full)).items()}
+            save_file(half, str(full.with_name(full.stem + ".fp16.safetensors")), metadata={"format": "pt"})
+    (svd / "model_index.json").write_text(json.dumps({"_class_name": "StableVideoDiffusionPipeline"}))
+    (svd / "README.md").write_text("not needed by the pipeline")
+    space = root / "space"
+    (space / "ckpts").mkdir(parents=True)
+    shutil.copy(checkpoint, space / "ckpts" / "model.safetensors")
+    (space / "app.py").write_text("# the demo app, not needed")
+    return {"svd": svd, "space": space}
 
 
 def _blob_id(data: bytes) -> str:

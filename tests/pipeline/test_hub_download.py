@@ -16,8 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hub_standin import StandInHub
-from safetensors.torch import load_file, save_file
+from hub_standin import SPACE, SVD_REPO, StandInHub, build_repos
 
 from puppet_master import hub
 from puppet_master.conversion import MANIFEST_FILE, sha256_of
@@ -25,25 +24,11 @@ from tests.server.server_helpers import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "backend" / "puppet_master" / "assets" / "examples" / "cabinet.png"
-SVD_REPO, SPACE = "stand-in/svd-img2vid", "stand-in/puppet-master"
 
 
 @pytest.fixture(scope="module")
 def repos(svd_folder, released_checkpoint, tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("hub-repos")
-    svd = root / "svd"
-    shutil.copytree(svd_folder, svd)
-    for name in ("vae", "image_encoder"):  # fp16 variants beside the full weights, as in SVD's repository
-        for full in (svd / name).glob("*.safetensors"):
-            half = {k: v.half() if v.is_floating_point() else v for k, v in load_file(str(full)).items()}
-            save_file(half, str(full.with_name(full.stem + ".fp16.safetensors")), metadata={"format": "pt"})
-    (svd / "model_index.json").write_text(json.dumps({"_class_name": "StableVideoDiffusionPipeline"}))
-    (svd / "README.md").write_text("not needed by the pipeline")
-    space = root / "space"
-    (space / "ckpts").mkdir(parents=True)
-    shutil.copy(released_checkpoint, space / "ckpts" / "model.safetensors")
-    (space / "app.py").write_text("# the demo app, not needed")
-    return {"svd": svd, "space": space}
+    return build_repos(tmp_path_factory.mktemp("hub-repos"), svd_folder, released_checkpoint)
 
 
 @pytest.fixture
