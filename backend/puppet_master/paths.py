@@ -8,6 +8,8 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 #: weights that ship inside the package (the trained tiny model, once it exists)
 BUNDLED_WEIGHTS_DIR = PACKAGE_DIR / "weights"
+#: example input images that ship with the package (``puppet-master info`` prints the folder)
+EXAMPLES_DIR = PACKAGE_DIR / "assets" / "examples"
 #: the folder name `puppet-master download` converts into, under models_dir(): the default model
 DEFAULT_MODEL_NAME = "puppet-master"
 

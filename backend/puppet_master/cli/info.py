@@ -40,6 +40,7 @@ def collect_info() -> dict:
         "weights": [{"source": label, "path": str(path), "exists": path.exists()}
                     for label, path in paths.weight_search_paths()],
         "results_dir": str(paths.results_dir()),
+        "examples": sorted(str(p) for p in paths.EXAMPLES_DIR.glob("*.png")),
         "models": installed_models(),
     }
 
@@ -85,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         mark = "found" if entry["exists"] else "missing"
         print(f"  {entry['source']:<36} {entry['path']} ({mark})")
     print(f"results folder: {info['results_dir']}")
+    for example in info["examples"]:
+        print(f"example image: {example}")
     if not info["models"]:
         print("installed models: none (`puppet-master download` installs the default one)")
     for model in info["models"]:
