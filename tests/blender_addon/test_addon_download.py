@@ -13,9 +13,12 @@ from tests.pipeline.hub_standin import SPACE, SVD_REPO, StandInHub, build_repos,
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 
-PUMP = """
+PUMP = f"""
+runtime = ext("runtime")
+p = prefs()
+p.backend_python = {sys.executable!r}
+p.download_args = "--svd-repo {SVD_REPO} --checkpoint-repo {SPACE}"
 def pump(until, timeout=240.0):
-    runtime = ext("runtime")
     states, fractions = [], []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -57,20 +60,16 @@ def _env(tmp_path, url):
 def test_download_model_shows_progress_then_the_installed_model(addon_zip, hub, tmp_path):
     _, url = hub
     out = run_blender(
-        f"""
-        runtime = ext("runtime")
-        p = prefs()
-        p.backend_python = {sys.executable!r}
-        p.download_args = "--svd-repo {SVD_REPO} --checkpoint-repo {SPACE}"
+        """
         t0 = time.monotonic()
-        assert bpy.ops.puppet_master.model_download() == {{"FINISHED"}}
+        assert bpy.ops.puppet_master.model_download() == {"FINISHED"}
         started = time.monotonic() - t0
         states, fractions = pump(lambda s: not s.active)
         status = runtime.STATE.download.status
         models = ext("model_download").model_lines(runtime.STATE.models.models)
         # Refresh asks the backend itself (puppet-master info) and finds the same model
         runtime.STATE.models.models = []
-        assert bpy.ops.puppet_master.models_refresh() == {{"FINISHED"}}
+        assert bpy.ops.puppet_master.models_refresh() == {"FINISHED"}
         deadline = time.monotonic() + 120
         while runtime.STATE.models.pending and time.monotonic() < deadline:
             runtime.tick(); time.sleep(0.05)
@@ -99,10 +98,6 @@ def test_cancel_stops_the_download_and_a_refusal_is_shown_without_a_traceback(ad
     try:
         out = run_blender(
             f"""
-            runtime = ext("runtime")
-            p = prefs()
-            p.backend_python = {sys.executable!r}
-            p.download_args = "--svd-repo {SVD_REPO} --checkpoint-repo {SPACE}"
             assert bpy.ops.puppet_master.model_download() == {{"FINISHED"}}
             pump(lambda s: s.file == "{held}")
             file_seen = runtime.STATE.download.status.file
