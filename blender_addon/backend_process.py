@@ -15,6 +15,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ._light import light_module
+
+protocol = light_module("protocol")
+
 #: how long ``stop`` waits for a polite exit before killing, seconds
 STOP_GRACE_S = 3.0
 #: lines of the log shown when the process fails
@@ -42,8 +46,12 @@ class LaunchSettings:
             model = shlex.split(self.model_args)
         except ValueError as exc:
             raise BackendLaunchError(f"cannot parse the model options {self.model_args!r}: {exc}") from exc
+        try:
+            endpoint = protocol.normalize_endpoint(self.endpoint)
+        except protocol.EndpointError as exc:
+            raise BackendLaunchError(f"Backend Endpoint: {exc}") from exc
         memory = ["--memory", self.memory] if self.memory else []
-        return [self.python, "-m", "puppet_master", "serve", "--bind", self.endpoint, *model, *memory]
+        return [self.python, "-m", "puppet_master", "serve", "--bind", endpoint, *model, *memory]
 
 
 class LocalBackend:

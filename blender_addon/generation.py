@@ -45,8 +45,11 @@ def _server_key(prefs) -> str | None:
         raise GenerateError(str(exc)) from exc
 
 
-def _controller(prefs) -> job.JobController:
-    return job.JobController(prefs.endpoint, _server_key(prefs))
+def _controller(prefs, endpoint: str | None = None) -> job.JobController:
+    try:
+        return job.JobController(endpoint or prefs.endpoint, _server_key(prefs))
+    except protocol.EndpointError as exc:
+        raise GenerateError(f"Backend Endpoint in the add-on preferences: {exc}") from exc
 
 
 def start(scene: bpy.types.Scene) -> job.JobController:
@@ -65,7 +68,7 @@ def start(scene: bpy.types.Scene) -> job.JobController:
         controller.close()
         raise GenerateError(f"cannot submit: {exc}") from exc
     runtime.STATE.controllers[scene.name] = controller
-    props.job_endpoint = prefs.endpoint
+    props.job_endpoint = controller.client.endpoint
     props.job_id = ""
     apply_snapshot(scene, controller.snapshot)
     runtime.ensure_timer()
@@ -81,7 +84,7 @@ def attach(scene: bpy.types.Scene, job_id: str | None = None) -> job.JobControll
     if scene.name in runtime.STATE.controllers:
         raise GenerateError("a job is already being followed for this scene")
     prefs = preferences.get()
-    controller = job.JobController(props.job_endpoint or prefs.endpoint, _server_key(prefs))
+    controller = _controller(prefs, props.job_endpoint)
     try:
         controller.attach(job_id)
     except (protocol.ProtocolError, ValueError) as exc:

@@ -213,11 +213,11 @@ class Pinger:
     """A non-blocking ping: ``poll()`` returns None until the answer (or the timeout) arrives."""
 
     def __init__(self, endpoint: str, server_public_key: str | None = None, timeout_s: float = PING_TIMEOUT_S) -> None:
-        self.endpoint = endpoint
         self.client = client_mod.GenerationClient(
             endpoint, server_public_key=server_public_key or None, request_timeout_s=timeout_s,
             server_timeout_s=timeout_s,
         )  # fmt: skip
+        self.endpoint = self.client.endpoint
         self._req = self.client.ping()
         self._deadline = time.monotonic() + timeout_s
 

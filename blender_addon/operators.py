@@ -166,8 +166,14 @@ class PUPPET_OT_ping(bpy.types.Operator):
             runtime.STATE.connection_text = str(exc)
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        runtime.STATE.pinger = job.Pinger(prefs.endpoint, key)
-        runtime.STATE.connection_text = f"Contacting {prefs.endpoint}..."
+        try:
+            runtime.STATE.pinger = job.Pinger(prefs.endpoint, key)
+        except job.protocol.EndpointError as exc:
+            runtime.STATE.pinger = None
+            runtime.STATE.connection_text = f"Backend Endpoint: {exc}"
+            self.report({"ERROR"}, runtime.STATE.connection_text)
+            return {"CANCELLED"}
+        runtime.STATE.connection_text = f"Contacting {runtime.STATE.pinger.endpoint}..."
         runtime.ensure_timer()
         return {"FINISHED"}
 

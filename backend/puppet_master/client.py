@@ -184,7 +184,8 @@ class GenerationClient:
     """A connection to one server endpoint. Not thread-safe: use it from one thread.
 
     Args:
-        endpoint: e.g. ``tcp://127.0.0.1:5555``.
+        endpoint: e.g. ``tcp://127.0.0.1:5555`` (``127.0.0.1:5555`` is taken as tcp; anything else
+            raises :class:`~puppet_master.protocol.EndpointError` naming the expected form).
         server_public_key: the server's CURVE public key (Z85 text, 40 characters, as printed by
             ``puppet-master keys``); required when the server uses CURVE, else leave None.
         heartbeat_interval_s: send a heartbeat when nothing was sent for this long.
@@ -203,7 +204,7 @@ class GenerationClient:
         request_timeout_s: float = protocol.REQUEST_TIMEOUT_S,
         context: zmq.Context | None = None,
     ) -> None:
-        self.endpoint = endpoint
+        self.endpoint = protocol.normalize_endpoint(endpoint)  # EndpointError before any socket exists
         self.heartbeat_interval_s = heartbeat_interval_s
         self.server_timeout_s = server_timeout_s
         self.request_timeout_s = request_timeout_s
@@ -219,7 +220,7 @@ class GenerationClient:
             self._socket.curve_serverkey = key.strip()
             self._socket.curve_publickey = public
             self._socket.curve_secretkey = secret
-        self._socket.connect(endpoint)
+        self._socket.connect(self.endpoint)
         now = time.monotonic()
         self._last_sent = now
         self._last_heard: float | None = None

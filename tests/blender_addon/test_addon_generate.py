@@ -108,12 +108,8 @@ def test_generate_builds_a_camera_filling_image_sequence_plane(addon_zip, tiny_s
     )
     assert out["state"] == "DONE", out["error"]
     assert out["states"][0] == "SUBMITTING" and ("RUNNING" in out["states"] or "QUEUED" in out["states"])
-    # a timer tick that only polls never waits on the network; the one that saves the 14 frames
-    # and builds the plane is longer (disk), still far from a freeze
-    # (wall time on a shared CPU: the median shows the work, the maximum catches blocking waits)
-    timing = out["timing"]
-    print("timer ticks (s):", timing)
-    assert timing["median_poll"] < 0.005 and timing["max_poll"] < 0.5 and timing["result"] < 2.0, timing
+    # how long the timer's ticks take is a figure for benchmarks/, printed here, never asserted
+    print("timer ticks (s):", out["timing"])
     assert out["folder"] == f"{out['blend_dir']}/puppet_master/{out['job_id']}"
     assert out["frames"] == [f"frame_{i:04d}.png" for i in range(14)]
     assert out["image_path"] == f"{out['folder']}/frame_0000.png"
@@ -159,6 +155,41 @@ def test_ping_shows_model_and_device_and_cancel_stops_a_job(addon_zip, tiny_serv
     assert out["connection"].startswith("Connected: model") and "on cpu" in out["connection"]
     assert 0 < out["progress"] < 1 and out["status"].startswith("Step ")
     assert out["state"] == "CANCELLED" and not out["plane"]
+
+
+def test_a_malformed_endpoint_is_named_and_a_bare_host_port_works(addon_zip, tiny_server, tmp_path):
+    """Check Connection and Generate with `tcp://127.0.0.1` (no port) say what the form is, with no
+    traceback; ` 127.0.0.1:PORT` (a leading space, no tcp://) reaches the server."""
+    bare = " " + tiny_server.removeprefix("tcp://")
+    out = run_blender(
+        f"""
+        scene, cam, cube = setup_shot("tcp://127.0.0.1", steps=1)
+        runtime = ext("runtime")
+        errors = {{}}
+        for name in ("ping", "generate"):
+            try:
+                getattr(bpy.ops.puppet_master, name)()
+                errors[name] = ""
+            except RuntimeError as exc:
+                errors[name] = str(exc)
+        pinged = runtime.STATE.connection_text
+        prefs().endpoint = {bare!r}
+        text, deadline = "", time.monotonic() + 90
+        while time.monotonic() < deadline and not text.startswith("Connected"):
+            bpy.ops.puppet_master.ping()
+            while runtime.STATE.pinger is not None:
+                runtime.tick()
+                time.sleep(0.02)
+            text = runtime.STATE.connection_text
+        emit(errors=errors, pinged=pinged, connected=text, controllers=len(runtime.STATE.controllers))
+        """,
+        addon_zip, tmp_path, setup=PUMP,
+    )
+    for name in ("ping", "generate"):
+        assert "has no port: expected tcp://HOST:PORT" in out["errors"][name], out["errors"]
+        assert "Traceback" not in out["errors"][name] and "ZMQError" not in out["errors"][name]
+    assert "has no port" in out["pinged"] and out["controllers"] == 0
+    assert out["connected"].startswith("Connected")
 
 
 def test_local_backend_start_connect_and_stop(addon_zip, tmp_path):
@@ -212,7 +243,6 @@ def test_reopen_fetches_a_result_that_finished_while_blender_was_closed(addon_zi
         client.fetch(first["job_id"])
         done = client.wait_for(lambda e: isinstance(e, Result) and e.job_id == first["job_id"], timeout_s=120)
     assert done is not None, "the backend did not finish the job"
-    started = time.monotonic()
     second = run_blender(
         f"""
         bpy.ops.wm.open_mainfile(filepath={first["blend"]!r})
@@ -243,7 +273,6 @@ def test_reopen_fetches_a_result_that_finished_while_blender_was_closed(addon_zi
         """,
         addon_zip, tmp_path, setup=PUMP,
     )
-    assert time.monotonic() - started < 60
     assert second["after_open"] == "FETCHING"
     assert second["state"] == "DONE", second["error"]
     assert second["job_id"] == first["job_id"]

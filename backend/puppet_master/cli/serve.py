@@ -42,8 +42,8 @@ def run(args: argparse.Namespace) -> int:
 
     # 1. refuse unsafe binds before anything else starts
     try:
-        security.check_bind(args.bind, args.curve_secret, "--bind")
-        security.check_bind(args.worker_bind, args.curve_secret, "--worker-bind")
+        args.bind = security.check_bind(args.bind, args.curve_secret, "--bind")
+        args.worker_bind = security.check_bind(args.worker_bind, args.curve_secret, "--worker-bind")
         curve_keys = security.load_secret(args.curve_secret) if args.curve_secret else None
     except security.SecurityError as exc:
         raise CLIError(str(exc)) from None

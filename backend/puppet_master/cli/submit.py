@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
             "num_inference_steps": args.steps, "min_guidance_scale": args.min_guidance,
             "max_guidance_scale": args.max_guidance, "seed": args.seed, "preview_every": 0})
         key = load_public(args.server_key) if args.server_key else None
-    except (DragError, protocol.ProtocolError, SecurityError) as exc:
+        args.endpoint = protocol.normalize_endpoint(args.endpoint)
+    except (DragError, protocol.ProtocolError, protocol.EndpointError, SecurityError) as exc:
         raise CLIError(str(exc)) from None
     out_dir = Path(args.out)
 

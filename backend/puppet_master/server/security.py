@@ -36,8 +36,15 @@ def endpoint_is_local(endpoint: str) -> bool:
         return False
 
 
-def check_bind(endpoint: str, curve_secret: str | None, what: str = "--bind") -> None:
-    """Refuse a non-loopback bind without CURVE keys, saying why."""
+def check_bind(endpoint: str, curve_secret: str | None, what: str = "--bind") -> str:
+    """``endpoint`` in ZeroMQ's form; refuse a malformed one, and a non-loopback bind without CURVE
+    keys, saying why."""
+    from puppet_master.protocol import EndpointError, normalize_endpoint
+
+    try:
+        endpoint = normalize_endpoint(endpoint, bind=True)
+    except EndpointError as exc:
+        raise SecurityError(f"{what}: {exc}") from None
     if not endpoint_is_local(endpoint) and not curve_secret:
         raise SecurityError(
             f"refusing to listen on {endpoint} ({what}) without encryption: anyone who can reach this "
@@ -45,6 +52,7 @@ def check_bind(endpoint: str, curve_secret: str | None, what: str = "--bind") ->
             "and pass --curve-secret DIR/server.key_secret (clients then need DIR/server.key), or bind "
             "tcp://127.0.0.1:PORT"
         )
+    return endpoint
 
 
 def load_secret(path: str | Path) -> tuple[bytes, bytes]:
