@@ -14,6 +14,10 @@ Point = tuple[float, float]
 
 #: what a press did
 GRABBED, ADDED, OUTSIDE, FULL = "grabbed", "added", "outside", "full"
+#: a new drag shorter than this on screen (region pixels) when the button goes up was a click, not a drag
+MIN_DRAG_PX = 4.0
+#: what the tool tells the artist when a click made no drag
+CLICK_MESSAGE = "a click makes no drag: press on the part and drag to where it should move"
 
 
 @dataclass
@@ -24,10 +28,14 @@ class DragEditor:
     max_drags: int = 5
     active: int = 0
     grab: tuple[int, str] | None = None
+    #: True when the last release dropped a new drag that had no length (a click)
+    discarded: bool = False
+    _adding: bool = field(default=False, repr=False)
 
     def press(self, mapping: SquareMapping, px: float, py: float) -> str:
         """Left button down: grab the handle under the mouse, or start a new drag there."""
         hit = pick_handle(arrow_shapes(mapping, self.drags), px, py)
+        self._adding = False
         if hit is not None:
             self.grab, self.active = hit, hit[0]
             return GRABBED
@@ -39,6 +47,7 @@ class DragEditor:
         self.drags.append((point, point))
         self.active = len(self.drags) - 1
         self.grab = (self.active, "end")
+        self._adding = True
         return ADDED
 
     def move(self, mapping: SquareMapping, px: float, py: float) -> bool:
@@ -51,9 +60,20 @@ class DragEditor:
         self.drags[index] = (point, end) if which == "start" else (start, point)
         return True
 
-    def release(self) -> bool:
-        """Left button up; True if a handle was being moved."""
+    def release(self, mapping: SquareMapping | None = None) -> bool:
+        """Left button up; True if a handle was being moved. A drag this press added that is
+        shorter than :data:`MIN_DRAG_PX` on screen is removed again (``discarded`` says so): a
+        zero-length drag would be sent as "no drag" or refused."""
         was_grabbing, self.grab = self.grab is not None, None
+        self.discarded = False
+        if was_grabbing and self._adding and mapping is not None:
+            start, end = self.drags[self.active]
+            (x0, y0), (x1, y1) = mapping.to_region(*start), mapping.to_region(*end)
+            if ((x1 - x0) ** 2 + (y1 - y0) ** 2) ** 0.5 < MIN_DRAG_PX:
+                del self.drags[self.active]
+                self.active = max(0, min(self.active, len(self.drags) - 1))
+                self.discarded = True
+        self._adding = False
         return was_grabbing
 
     def delete_at(self, mapping: SquareMapping, px: float, py: float) -> int | None:

@@ -76,7 +76,9 @@ class PUPPET_OT_draw_drags(bpy.types.Operator):
             if outcome == drag_editing.FULL:
                 self.report({"WARNING"}, f"the model takes at most {drags_mod.MAX_DRAGS} drags")
         elif event.type == "LEFTMOUSE" and event.value == "RELEASE":
-            changed = editor.release()
+            changed = editor.release(mapping)
+            if editor.discarded:
+                self.report({"WARNING"}, drag_editing.CLICK_MESSAGE)
         elif event.type in {"RIGHTMOUSE", "X", "DEL"} and event.value == "PRESS":
             changed = editor.delete_at(mapping, *mouse) is not None
         if changed:

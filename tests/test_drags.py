@@ -36,6 +36,8 @@ def test_interpolate_any_frame_count():
         ([Drag((0.1, 0.1), (0.2, 0.2))] * 6, "at most 5"),
         ([Drag((float("nan"), 0.1), (0.2, 0.2))], "not finite"),
         ([Drag((0.1, 0.1), (1.2, 0.2))], "outside the image"),
+        ([Drag((0.0, 0.0), (0.0, 0.0))], "drag 1 has no length"),
+        ([Drag((0.1, 0.1), (0.2, 0.2)), Drag((0.4, 0.5), (0.4, 0.5))], "drag 2 has no length"),
     ],
 )
 def test_bad_user_drags_are_named(drags, message):

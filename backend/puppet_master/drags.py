@@ -71,7 +71,8 @@ def pixels_to_normalized(drag: Drag, width: int, height: int) -> Drag:
 def validate_drags(
     drags: Sequence[Drag], *, max_drags: int = MAX_DRAGS, low: float = 0.0, high: float = 1.0
 ) -> None:
-    """Check user drags: at most ``max_drags``, finite, every point inside ``[low, high]``."""
+    """Check user drags: at most ``max_drags``, finite, every point inside ``[low, high]``, and each
+    with a length (a drag whose end is its start would be read as "no drag")."""
     if len(drags) > max_drags:
         raise DragError(f"{len(drags)} drags given but the model takes at most {max_drags}")
     for index, drag in enumerate(drags):
@@ -85,6 +86,11 @@ def validate_drags(
                     f"drag {index + 1}: {name} point ({point[0]:.4g}, {point[1]:.4g}) lies outside the "
                     f"image (coordinates must be within [{low}, {high}])"
                 )
+        if tuple(drag.start) == tuple(drag.end):
+            raise DragError(
+                f"drag {index + 1} has no length (it starts and ends at ({drag.start[0]:.4g}, {drag.start[1]:.4g})): "
+                "a drag goes from a point on the part to where that point should move"
+            )
 
 
 def interpolate(start: Sequence[float], end: Sequence[float], num_frames: int = NUM_FRAMES) -> np.ndarray:

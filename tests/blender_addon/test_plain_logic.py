@@ -248,9 +248,18 @@ def test_drag_editor_draws_moves_deletes_and_limits():
     editor.release()
     assert editor.drags == [((0.0, 0.0), (0.75, 0.25))]
     assert not editor.move(mapping, 200, 200)  # nothing grabbed
+    # a plain click (or a wiggle under MIN_DRAG_PX) makes no drag
     assert editor.press(mapping, 200, 120) == drag_editing.ADDED
-    editor.release()
+    editor.move(mapping, 202, 121)
+    assert editor.release(mapping) and editor.discarded and len(editor.drags) == 1
+    assert editor.press(mapping, 200, 120) == drag_editing.ADDED
+    editor.move(mapping, 230, 120)
+    assert editor.release(mapping) and not editor.discarded
     assert editor.press(mapping, 120, 120) == drag_editing.FULL and len(editor.drags) == 2
+    # moving an existing handle onto the other end is an edit, not a click: it stays
+    editor.press(mapping, 230, 120)
+    editor.move(mapping, 200, 120)
+    assert editor.release(mapping) and not editor.discarded and len(editor.drags) == 2
     # right-click on a handle deletes its drag; elsewhere nothing
     assert editor.delete_at(mapping, 20, 20) is None
     assert editor.delete_at(mapping, 250, 250) == 0

@@ -167,3 +167,9 @@ def test_endpoints_are_normalised_or_refused_with_the_expected_form():
     client.close()
     with pytest.raises(protocol.EndpointError, match="no port"):
         GenerationClient("tcp://127.0.0.1")
+
+
+def test_a_zero_length_drag_is_refused_not_sent_as_no_drag():
+    with pytest.raises(protocol.ProtocolError, match="drag 1 has no length") as caught:
+        protocol.check_drags([{"start": [0, 0], "end": [0, 0]}])
+    assert caught.value.code == protocol.BAD_DRAGS
