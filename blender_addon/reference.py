@@ -11,6 +11,8 @@ import numpy as np
 from . import camera_frame, reference_image
 
 REFERENCE_NAME = "PM Reference"
+#: the custom property that marks a result plane (set by result_plane.build_plane)
+RESULT_PLANE_KEY = "puppet_master_job"
 ALPHA_NAME = "PM Reference Alpha"
 
 
@@ -64,7 +66,9 @@ def image_array(image: bpy.types.Image) -> np.ndarray:
 def render_reference(scene: bpy.types.Scene, size: int = reference_image.MODEL_SIZE) -> bpy.types.Image:
     """Render the active camera's centred square at ``size`` with transparent film; keep it on white.
 
-    Every render and camera setting touched is restored afterwards, even when the render fails.
+    Result planes (objects a Generate made, of any camera) are hidden from the render: the model
+    must see the scene, never a previous result. Every render, camera and visibility setting
+    touched is restored afterwards, even when the render fails.
     """
     camera = check_camera(scene)
     cam = camera.data
@@ -78,9 +82,12 @@ def render_reference(scene: bpy.types.Scene, size: int = reference_image.MODEL_S
     )}  # fmt: skip
     saved_format = {k: getattr(render.image_settings, k) for k in ("file_format", "color_mode", "color_depth")}
     saved_cam = {k: getattr(cam, k) for k in ("sensor_fit", "sensor_width", "ortho_scale", "shift_x", "shift_y")}
+    planes = [o for o in scene.objects if o.get(RESULT_PLANE_KEY) and not o.hide_render]
     fd, path = tempfile.mkstemp(prefix="puppet_master_reference_", suffix=".png")
     os.close(fd)
     try:
+        for plane in planes:
+            plane.hide_render = True
         render.resolution_x = render.resolution_y = size
         render.resolution_percentage = 100
         render.pixel_aspect_x = render.pixel_aspect_y = 1.0
@@ -109,6 +116,8 @@ def render_reference(scene: bpy.types.Scene, size: int = reference_image.MODEL_S
             setattr(render.image_settings, key, value)
         for key, value in saved_cam.items():
             setattr(cam, key, value)
+        for plane in planes:
+            plane.hide_render = False
         if os.path.exists(path):
             os.remove(path)
     alpha_image = _image_from_array(ALPHA_NAME, rgba)

@@ -7,7 +7,7 @@ from pathlib import Path
 import bpy
 
 from . import camera_frame
-from .reference import camera_frame_corners, check_camera
+from .reference import RESULT_PLANE_KEY, camera_frame_corners, check_camera
 
 PLANE_PREFIX = "PM Result"
 #: distance of the plane in front of the camera, as a multiple of the camera's clip start
@@ -78,7 +78,7 @@ def build_plane(
     plane.location = placement.centre
     plane.rotation_euler = (0.0, 0.0, 0.0)
     plane.scale = (1.0, 1.0, 1.0)
-    plane["puppet_master_job"] = job_id
+    plane[RESULT_PLANE_KEY] = job_id
     plane.visible_shadow = False
     scene.frame_end = max(scene.frame_end, start + count - 1)
     props.result_object = plane
