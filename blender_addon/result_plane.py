@@ -48,6 +48,9 @@ def build_plane(
 ) -> bpy.types.Object:
     """A plane exactly covering the model's square in the camera view, textured with the frames."""
     camera = check_camera(scene)
+    if min(abs(s) for s in camera.matrix_world.to_scale()) < 1e-6:
+        raise ValueError(f"the camera {camera.name!r} is scaled to zero on one axis: set its scale to 1 "
+                         "(a camera's scale does not change its render)")
     props = scene.puppet_master
     if replace and props.result_object is not None:
         remove_plane(props.result_object)
@@ -75,9 +78,12 @@ def build_plane(
     scene.collection.objects.link(plane)
     plane.parent = camera
     plane.matrix_parent_inverse.identity()
-    plane.location = placement.centre
+    # a camera's object scale does not change its render, but a child inherits it: undo it so the
+    # plane covers the square exactly whatever the camera's (or its parents') scale
+    scale = camera.matrix_world.to_scale()
+    plane.location = tuple(c / s for c, s in zip(placement.centre, scale, strict=True))
     plane.rotation_euler = (0.0, 0.0, 0.0)
-    plane.scale = (1.0, 1.0, 1.0)
+    plane.scale = tuple(1.0 / s for s in scale)
     plane[RESULT_PLANE_KEY] = job_id
     plane.visible_shadow = False
     scene.frame_end = max(scene.frame_end, start + count - 1)
