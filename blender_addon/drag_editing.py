@@ -20,6 +20,19 @@ MIN_DRAG_PX = 4.0
 CLICK_MESSAGE = "a click makes no drag: press on the part and drag to where it should move"
 
 
+#: where Add Drag puts drag 1, 2, ... (offsets of the start from the frame's centre): never on top of each other
+_NEW_DRAG_OFFSETS = ((0.0, 0.0), (0.0, -0.15), (0.0, 0.15), (-0.15, 0.0), (0.15, 0.0))
+_NEW_DRAG_LENGTH = 0.1
+
+
+def new_drag_position(index: int) -> tuple[Point, Point]:
+    """``(start, end)`` of the ``index``-th drag Add Drag creates: a short rightward arrow at a spot
+    of its own around the frame's centre."""
+    dx, dy = _NEW_DRAG_OFFSETS[index % len(_NEW_DRAG_OFFSETS)]
+    start = (0.5 + dx, 0.5 + dy)
+    return start, (start[0] + _NEW_DRAG_LENGTH, start[1])
+
+
 @dataclass
 class DragEditor:
     """Drags as ``(start, end)`` pairs in normalised square coordinates, plus the handle being moved."""

@@ -145,6 +145,8 @@ def finish(scene: bpy.types.Scene, snapshot: job.JobSnapshot) -> bpy.types.Objec
     prefs = preferences.get()
     folder = results.result_folder(prefs.output_folder, bpy.data.filepath, snapshot.job_id)
     paths = results.write_frames(folder, snapshot.frames)
+    results.write_settings(folder, snapshot.job_id, props.job_endpoint, snapshot.settings, snapshot.drags,
+                           snapshot.info)
     props.result_folder = str(folder)
     return result_plane.build_plane(scene, paths, snapshot.job_id, replace=props.replace_result)
 

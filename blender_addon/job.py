@@ -57,6 +57,8 @@ class JobSnapshot:
     error: str = ""
     frames: list[bytes] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
+    drags: list[Any] = field(default_factory=list)  # the drags the job ran with (the server's echo)
+    info: dict[str, Any] = field(default_factory=dict)  # model, device, timings of the run
     preview_png: bytes | None = None
     #: an ERROR caused by the connection (the job may still finish and be fetched later)
     retryable: bool = False
@@ -178,6 +180,7 @@ class JobController:
             )  # fmt: skip
         elif isinstance(event, c.Result) and event.job_id == self.snapshot.job_id:
             self._set(state=DONE, progress=1.0, frames=list(event.frames), settings=dict(event.settings),
+                      drags=list(event.drags), info=dict(event.info),
                       status=f"Done: {len(event.frames)} frames")  # fmt: skip
         elif isinstance(event, c.JobError) and event.job_id == self.snapshot.job_id:
             self._set(state=ERROR, error=f"Generation failed ({event.code}): {event.message}", status="")

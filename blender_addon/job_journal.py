@@ -8,10 +8,11 @@ backend accepts a job; reopening the .blend after a crash finds the job there an
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from .results import write_atomic
 
 JOURNAL_NAME = "jobs.json"
 #: entries kept (oldest dropped first)
@@ -39,10 +40,7 @@ def _read(path: Path) -> list[JournalEntry]:
 
 
 def _write(path: Path, entries: list[JournalEntry]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.part")
-    tmp.write_text(json.dumps({"version": 1, "jobs": [asdict(e) for e in entries[-MAX_ENTRIES:]]}, indent=1))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps({"version": 1, "jobs": [asdict(e) for e in entries[-MAX_ENTRIES:]]}, indent=1).encode())
 
 
 def record(root: Path, job_id: str, scene: str, endpoint: str) -> None:

@@ -6,6 +6,7 @@ from bpy.props import IntProperty, StringProperty
 
 from . import backend_process, camera_frame, generation, job, preferences, reference, reference_image, runtime
 from ._light import light_module
+from .drag_editing import new_drag_position
 
 drags_mod = light_module("drags")
 
@@ -25,6 +26,8 @@ class PUPPET_OT_render_reference(bpy.types.Operator):
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         update_drag_warning(scene, self)
+        if scene.puppet_master.reference_warning:
+            self.report({"WARNING"}, scene.puppet_master.reference_warning)
         note = scene.puppet_master.reference_note
         self.report({"INFO"}, f"Reference rendered: {image.size[0]}x{image.size[1]}" + (f". {note}" if note else ""))
         return {"FINISHED"}
@@ -55,7 +58,7 @@ class PUPPET_OT_drag_add(bpy.types.Operator):
             self.report({"ERROR"}, f"the model takes at most {drags_mod.MAX_DRAGS} drags")
             return {"CANCELLED"}
         drag = props.drags.add()
-        drag.start, drag.end = (0.5, 0.5), (0.6, 0.5)
+        drag.start, drag.end = new_drag_position(len(props.drags) - 1)
         props.active_drag = len(props.drags) - 1
         update_drag_warning(context.scene, self)
         return {"FINISHED"}

@@ -33,6 +33,8 @@ class PUPPET_PT_main(bpy.types.Panel):
         box.prop(props, "reference_size")
         if props.reference_note:
             box.label(text=props.reference_note, icon="INFO")
+        if props.reference_warning:
+            box.label(text=props.reference_warning, icon="ERROR")
 
         box = layout.box()
         box.label(text=f"Drags ({len(props.drags)}/5)", icon="CON_TRACKTO")

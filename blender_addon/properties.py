@@ -49,6 +49,7 @@ class PUPPET_PG_scene(bpy.types.PropertyGroup):
         description="The transparent render behind the reference (used to warn about drags off the object)",
     )  # fmt: skip
     reference_note: StringProperty(name="Reference Note", default="")
+    reference_warning: StringProperty(name="Reference Warning", default="")
     drag_warning: StringProperty(name="Drag Warning", default="")
     reference_size: IntProperty(name="Reference Size", default=256, min=64, max=1024, subtype="PIXEL")
 

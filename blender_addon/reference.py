@@ -128,6 +128,7 @@ def render_reference(scene: bpy.types.Scene, size: int = reference_image.MODEL_S
     props.reference_image = image
     props.reference_alpha = alpha_image
     props.reference_note = camera_square_note(scene)
+    props.reference_warning = reference_image.BLANK_MESSAGE if reference_image.is_blank(rgba[..., 3]) else ""
     return image
 
 
@@ -147,6 +148,9 @@ def reference_png(scene: bpy.types.Scene) -> bytes:
     image = scene.puppet_master.reference_image
     if image is None:
         raise reference_image.ReferenceImageError("no reference image: press Render Reference or pick an image")
+    alpha = reference_alpha(scene)
+    if alpha is not None and reference_image.is_blank(alpha):
+        raise reference_image.ReferenceImageError(reference_image.BLANK_MESSAGE)
     return reference_image.encode_png(reference_image.model_input(image_array(image)))
 
 

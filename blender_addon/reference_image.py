@@ -71,6 +71,15 @@ def alpha_at(alpha: np.ndarray, x: float, y: float) -> float:
     return float(alpha[row, col])
 
 
+BLANK_MESSAGE = ("the reference is empty: nothing renders in front of the camera (an asset of empties or "
+                 "bones only, or the object outside the view); frame an object and render the reference again")
+
+
+def is_blank(alpha: np.ndarray, threshold: float = TRANSPARENT_ALPHA) -> bool:
+    """True when no pixel of a top-down alpha map is more than ``threshold`` opaque."""
+    return alpha.size == 0 or float(np.max(alpha)) <= threshold
+
+
 def drags_off_object(
     alpha: np.ndarray, starts: Sequence[tuple[float, float]], threshold: float = TRANSPARENT_ALPHA
 ) -> list[int]:

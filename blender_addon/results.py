@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 #: frame file names: frame_0000.png, frame_0001.png, ... (Blender reads them as one sequence)
 FRAME_PATTERN = "frame_{:04d}.png"
+#: what a job ran with, beside its frames (so a result can be reproduced)
+SETTINGS_FILE = "settings.json"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -43,11 +47,27 @@ def write_frames(folder: Path, frames: Sequence[bytes]) -> list[Path]:
         if not bytes(data[:8]) == PNG_SIGNATURE:
             raise ResultError(f"frame {index} of the result is not a PNG image")
         path = folder / FRAME_PATTERN.format(index)
-        tmp = path.with_suffix(".png.part")
-        tmp.write_bytes(bytes(data))
-        os.replace(tmp, path)
+        write_atomic(path, bytes(data))
         paths.append(path)
     return paths
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file beside it, so a crash leaves no half file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_settings(folder: Path, job_id: str, endpoint: str, settings: dict[str, Any], drags: Sequence[Any],
+                   info: dict[str, Any]) -> Path:
+    """``settings.json`` beside the frames: the job, the backend, the settings (seed, steps,
+    guidance, ...), the drags as run and the model that ran them."""
+    record = {"job_id": job_id, "endpoint": endpoint, "settings": settings, "drags": list(drags), "model": info}
+    path = folder / SETTINGS_FILE
+    write_atomic(path, (json.dumps(record, indent=2, sort_keys=True, default=str) + "\n").encode())
+    return path
 
 
 def existing_frames(folder: Path) -> list[Path]:

@@ -95,6 +95,7 @@ def test_generate_builds_a_camera_filling_image_sequence_plane(addon_zip, tiny_s
             return np.abs(clip - rendered[None]).mean(axis=(1, 2, 3)).tolist()
         emit(states=states, timing=timing, state=props.job_state, error=props.job_error, job_id=props.job_id,
              folder=folder, frames=frames, blend_dir=os.path.dirname(blend),
+             settings=json.load(open(os.path.join(folder, "settings.json"))),
              parent=plane.parent.name if plane.parent else None, source=image.source,
              duration=tex.image_user.frame_duration, start=tex.image_user.frame_start,
              offset=tex.image_user.frame_offset, auto_refresh=tex.image_user.use_auto_refresh,
@@ -111,6 +112,11 @@ def test_generate_builds_a_camera_filling_image_sequence_plane(addon_zip, tiny_s
     print("timer ticks (s):", out["timing"])
     assert out["folder"] == f"{out['blend_dir']}/puppet_master/{out['job_id']}"
     assert out["frames"] == [f"frame_{i:04d}.png" for i in range(14)]
+    # what the job ran with lies beside its frames: enough to run it again
+    recorded = out["settings"]
+    assert recorded["job_id"] == out["job_id"] and recorded["settings"]["seed"] == 7
+    assert recorded["settings"]["num_inference_steps"] == 1 and len(recorded["drags"]) == 1
+    assert recorded["model"], recorded
     assert out["image_path"] == f"{out['folder']}/frame_0000.png"
     assert out["parent"] == "Cam" and out["source"] == "SEQUENCE" and out["auto_refresh"]
     assert (out["duration"], out["start"], out["offset"]) == (14, 5, -1)
@@ -250,7 +256,7 @@ def test_reopen_fetches_a_result_that_finished_while_blender_was_closed(addon_zi
         states, _ = pump(scene)
         props = scene.puppet_master
         emit(after_open=after_open, states=states, state=props.job_state, error=props.job_error,
-             frames=sorted(os.listdir(props.result_folder)) if props.result_folder else [],
+             frames=sorted(f for f in os.listdir(props.result_folder) if f.endswith(".png")) if props.result_folder else [],
              plane=props.result_object.name if props.result_object else None, job_id=props.job_id)
         # Fetch again by hand with "replace": the plane is rebuilt, not duplicated
         props.replace_result = True
@@ -346,7 +352,7 @@ def test_crash_before_saving_loses_no_job(addon_zip, tiny_server, tmp_path):
         pump(scene)
         props = scene.puppet_master
         emit(after_open=after_open, state=props.job_state, error=props.job_error, job_id=props.job_id,
-             frames=len(os.listdir(props.result_folder)) if props.result_folder else 0)
+             frames=len([f for f in os.listdir(props.result_folder) if f.endswith(".png")]) if props.result_folder else 0)
         """,
         addon_zip, tmp_path, setup=PUMP,
     )

@@ -42,3 +42,37 @@ def test_reference_render_hides_result_planes_of_every_camera(addon_zip, tmp_pat
     assert out["cube_pixels"] > 100 and out["in_front"] == "Cam"
     assert out["max_diff"] == 0.0  # the same pixels as before any plane existed
     assert out["hidden"] == [False, False]  # the planes still render in the artist's own renders
+
+
+def test_a_blank_reference_is_flagged_and_not_sent_and_new_drags_get_spots_of_their_own(addon_zip, tmp_path):
+    out = run_blender(
+        """
+        scene, cam, cube = make_scene(resolution=(64, 64))
+        bpy.data.objects.remove(cube)
+        empty = bpy.data.objects.new("Rig", None)  # an asset of empties only renders nothing
+        scene.collection.objects.link(empty)
+        props = scene.puppet_master
+        props.reference_size = 64
+        assert bpy.ops.puppet_master.render_reference() == {"FINISHED"}
+        warning = props.reference_warning
+        for _ in range(3):
+            bpy.ops.puppet_master.drag_add()
+        starts = [tuple(d.start) for d in props.drags]
+        prefs().endpoint = "tcp://127.0.0.1:9"
+        try:
+            bpy.ops.puppet_master.generate()
+            refused = ""
+        except RuntimeError as exc:
+            refused = str(exc)
+        # with something in front of the camera the warning goes away
+        bpy.ops.mesh.primitive_cube_add(size=1.0)
+        bpy.ops.puppet_master.render_reference()
+        emit(warning=warning, refused=refused, starts=starts, after=props.reference_warning,
+             jobs=len(ext("runtime").STATE.controllers))
+        """,
+        addon_zip, tmp_path,
+    )
+    assert out["warning"].startswith("the reference is empty: nothing renders in front of the camera")
+    assert "the reference is empty" in out["refused"] and out["jobs"] == 0
+    assert len({tuple(s) for s in out["starts"]}) == 3
+    assert out["after"] == ""

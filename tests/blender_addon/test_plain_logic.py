@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 from addon_helpers import free_port
 
-from blender_addon import backend_process, camera_frame, job, overlay_geometry, reference_image, results
+from blender_addon import (
+    backend_process,
+    camera_frame,
+    drag_editing,
+    job,
+    overlay_geometry,
+    reference_image,
+    results,
+)
 from puppet_master.client import GenerationClient
 
 
@@ -189,6 +197,13 @@ def test_job_rejects_bad_input_before_sending():
         controller.close()
 
 
+def test_add_drag_puts_each_new_drag_at_a_spot_of_its_own():
+    spots = [drag_editing.new_drag_position(i) for i in range(5)]
+    assert len({start for start, _ in spots}) == 5
+    assert all(0 <= c <= 1 for start, end in spots for c in (*start, *end))
+    assert all(start != end for start, end in spots)
+
+
 def test_local_backend_command_uses_the_default_model_and_the_memory_preset():
     plain = backend_process.LaunchSettings(sys.executable, "tcp://127.0.0.1:5555").command()
     assert plain == [sys.executable, "-m", "puppet_master", "serve", "--bind", "tcp://127.0.0.1:5555"]
@@ -231,7 +246,7 @@ def test_local_backend_launch_errors_and_log(tmp_path):
 
 # --- the drag tool's editing rules ------------------------------------------------------------
 def test_drag_editor_draws_moves_deletes_and_limits():
-    from blender_addon import drag_editing
+
 
     # a 200x200 square whose top-left corner is at region pixel (100, 300)
     mapping = overlay_geometry.SquareMapping((100.0, 300.0), (300.0, 300.0), (100.0, 100.0))
