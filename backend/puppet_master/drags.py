@@ -7,12 +7,15 @@ NumPy and the standard library only: Blender's Python imports this module too.
 - Coordinates are fractions of the square frame: x is the column (left to right), y the row (top
   to bottom), origin at the top-left corner.
 - A slot that is all zeros means "no drag" (unused slots and the unconditional guidance branch).
-- A start -> end drag becomes a trajectory by linear interpolation: frame ``k`` is
+- A user drag is a path of one point per frame (``Drag.path``, e.g. a curved stroke or a projected
+  animation), or a start -> end pair that becomes one by linear interpolation: frame ``k`` is
   ``start + k / (N - 1) * (end - start)``, so frame 0 is the start and frame ``N - 1`` the end.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -30,21 +33,57 @@ class DragError(ValueError):
 
 @dataclass(frozen=True)
 class Drag:
-    """One user drag from ``start`` to ``end`` in normalised frame coordinates."""
+    """One user drag in normalised frame coordinates: from ``start`` to ``end``, and optionally the
+    ``path`` between them, one point per frame (``path[0] == start``, ``path[-1] == end``). Without
+    a path the drag moves linearly (:func:`interpolate`)."""
 
     start: tuple[float, float]
     end: tuple[float, float]
+    path: tuple[tuple[float, float], ...] | None = None
+
+    @classmethod
+    def from_path(cls, points: Iterable[Sequence[float]]) -> Drag:
+        """A drag along ``points`` (one per frame)."""
+        path = tuple((float(p[0]), float(p[1])) for p in points)
+        if len(path) < 2:
+            raise DragError(f"a drag's path needs at least 2 points, got {len(path)}")
+        return cls(path[0], path[-1], path)
+
+    def trajectory(self, num_frames: int = NUM_FRAMES) -> np.ndarray:
+        """The ``(num_frames, 2)`` positions: the path (resampled in time when its point count
+        differs) or the linear interpolation from start to end."""
+        if self.path is None:
+            return interpolate(self.start, self.end, num_frames)
+        path = np.asarray(self.path, dtype=np.float64)
+        if len(path) == num_frames:
+            return path.copy()
+        src, dst = np.linspace(0.0, 1.0, len(path)), np.linspace(0.0, 1.0, num_frames)
+        return np.stack([np.interp(dst, src, path[:, 0]), np.interp(dst, src, path[:, 1])], axis=1)
 
     def to_json(self) -> dict:
-        return {"start": list(self.start), "end": list(self.end)}
+        data = {"start": list(self.start), "end": list(self.end)}
+        if self.path is not None:
+            data["path"] = [list(p) for p in self.path]
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> Drag:
+        """Read ``{"start": [x, y], "end": [x, y]}``, ``{"path": [[x, y], ...]}`` or both (the
+        path's first and last points must then be the start and the end)."""
         try:
+            if data.get("path") is not None:
+                drag = cls.from_path(data["path"])
+                for name in ("start", "end"):
+                    if name in data and tuple(float(c) for c in data[name]) != getattr(drag, name):
+                        raise DragError(f"a drag's {name} {data[name]!r} is not its path's {name} {getattr(drag, name)!r}")
+                return drag
             start, end = data["start"], data["end"]
             return cls((float(start[0]), float(start[1])), (float(end[0]), float(end[1])))
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise DragError(f"a drag must be {{'start': [x, y], 'end': [x, y]}}, got {data!r}") from exc
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            if isinstance(exc, DragError):
+                raise
+            raise DragError(f"a drag must be {{'start': [x, y], 'end': [x, y]}} or {{'path': [[x, y], ...]}}, "
+                            f"got {data!r}") from exc
 
 
 def parse_drag(text: str) -> Drag:
@@ -62,21 +101,54 @@ def pixels_to_normalized(drag: Drag, width: int, height: int) -> Drag:
     """Convert a drag given in pixels of a ``width x height`` image into fractions of it."""
     if width <= 0 or height <= 0:
         raise DragError(f"image size must be positive, got {width}x{height}")
+    if drag.path is not None:
+        return Drag.from_path((x / width, y / height) for x, y in drag.path)
     return Drag(
         (drag.start[0] / width, drag.start[1] / height),
         (drag.end[0] / width, drag.end[1] / height),
     )
 
 
+def load_drags_file(path: str | os.PathLike) -> list[Drag]:
+    """Drags from a JSON file in the drags layout: a list of ``{"start": [x, y], "end": [x, y]}``
+    and/or ``{"path": [[x, y], ...]}`` (one point per frame), or ``{"drags": [...]}`` around it (so
+    a result's ``settings.json`` can be read back)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DragError(f"cannot read the drags file {path}: {exc}") from exc
+    items = data.get("drags") if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        raise DragError(f"the drags file {path} must hold a list of drags (or {{\"drags\": [...]}})")
+    drags = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise DragError(f"{path}: drag {index + 1} must be an object with start/end or a path")
+        try:
+            drags.append(Drag.from_json(item))
+        except DragError as exc:
+            raise DragError(f"{path}: drag {index + 1}: {exc}") from None
+    return drags
+
+
 def validate_drags(
     drags: Sequence[Drag], *, max_drags: int = MAX_DRAGS, low: float = 0.0, high: float = 1.0
 ) -> None:
-    """Check user drags: at most ``max_drags``, finite, every point inside ``[low, high]``, and each
-    with a length (a drag whose end is its start would be read as "no drag")."""
+    """Check user drags: at most ``max_drags``, finite, every point (of the path too) inside
+    ``[low, high]``, a path of :data:`NUM_FRAMES` points from the start to the end, and each drag
+    with some motion (one that never leaves its start would be read as "no drag")."""
     if len(drags) > max_drags:
         raise DragError(f"{len(drags)} drags given but the model takes at most {max_drags}")
     for index, drag in enumerate(drags):
-        for name, point in (("start", drag.start), ("end", drag.end)):
+        path = drag.path or ()
+        if drag.path is not None:
+            if len(path) != NUM_FRAMES:
+                raise DragError(f"drag {index + 1}: its path has {len(path)} points, one per frame means {NUM_FRAMES}")
+            if tuple(path[0]) != tuple(drag.start) or tuple(path[-1]) != tuple(drag.end):
+                raise DragError(f"drag {index + 1}: its path must begin at its start and finish at its end")
+        named = [("start", drag.start), ("end", drag.end)] + [(f"path point {i}", p) for i, p in enumerate(path)]
+        for name, point in named:
             if len(point) != 2:
                 raise DragError(f"drag {index + 1}: {name} point must have 2 coordinates, got {point!r}")
             if not all(np.isfinite(point)):
@@ -86,7 +158,7 @@ def validate_drags(
                     f"drag {index + 1}: {name} point ({point[0]:.4g}, {point[1]:.4g}) lies outside the "
                     f"image (coordinates must be within [{low}, {high}])"
                 )
-        if tuple(drag.start) == tuple(drag.end):
+        if all(tuple(p) == tuple(drag.start) for p in (drag.end, *path)):
             raise DragError(
                 f"drag {index + 1} has no length (it starts and ends at ({drag.start[0]:.4g}, {drag.start[1]:.4g})): "
                 "a drag goes from a point on the part to where that point should move"
@@ -123,11 +195,10 @@ def trajectories_to_array(
 def drags_to_array(
     drags: Sequence[Drag], *, num_frames: int = NUM_FRAMES, max_drags: int = MAX_DRAGS
 ) -> np.ndarray:
-    """Validate start -> end drags and turn them into the ``(N, K, 4)`` float32 drag array."""
+    """Validate drags and turn their trajectories into the ``(N, K, 4)`` float32 drag array."""
     validate_drags(drags, max_drags=max_drags)
-    return trajectories_to_array(
-        (interpolate(d.start, d.end, num_frames) for d in drags), num_frames=num_frames, max_drags=max_drags
-    )
+    return trajectories_to_array((d.trajectory(num_frames) for d in drags), num_frames=num_frames,
+                                 max_drags=max_drags)
 
 
 def validate_drag_array(

@@ -24,7 +24,10 @@ from typing import Any
 
 from . import drags
 
-PROTOCOL_VERSION = 1
+#: version 2 added drag paths (``"path"``: one point per frame); a version-1 peer sends and reads
+#: start -> end drags only, and the server answers each client in the version it speaks
+PROTOCOL_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
 
 # --- message types: client -> server ---------------------------------------------------------
 PING = "ping"  # -> PONG with the server's description
@@ -184,6 +187,7 @@ class Message:
     type: str
     header: dict[str, Any]
     blobs: list[bytes] = field(default_factory=list)
+    version: int = PROTOCOL_VERSION
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.header.get(key, default)
@@ -215,9 +219,13 @@ def check_job_id(value: object) -> str:
 
 
 # --- encoding and decoding -------------------------------------------------------------------
-def encode(type_: str, fields: Mapping[str, Any] | None = None, blobs: Sequence[bytes] = ()) -> list[bytes]:
-    """The frames of a message: the JSON header (with version and type) then the blobs."""
-    header = {"v": PROTOCOL_VERSION, "type": type_}
+def encode(type_: str, fields: Mapping[str, Any] | None = None, blobs: Sequence[bytes] = (),
+           version: int = PROTOCOL_VERSION) -> list[bytes]:
+    """The frames of a message: the JSON header (with version and type) then the blobs. For a
+    version-1 peer, drags lose their paths (:func:`drags_for_version`)."""
+    header = {"v": version, "type": type_}
+    if version < 2 and fields and isinstance(fields.get("drags"), list):
+        fields = {**fields, "drags": drags_for_version(fields["drags"], version)}
     if fields:
         header.update(fields)
     data = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
@@ -247,9 +255,10 @@ def decode(frames: Sequence[bytes], accepted: frozenset[str] | None = None) -> M
     if not isinstance(header, dict):
         raise ProtocolError(BAD_MESSAGE, f"header must be a JSON object, got {type(header).__name__}")
     version = header.get("v")
-    if version != PROTOCOL_VERSION or isinstance(version, bool):
+    if isinstance(version, bool) or version not in SUPPORTED_VERSIONS:
         raise ProtocolError(
-            BAD_VERSION, f"protocol version {_short(version)} is not supported (this peer speaks {PROTOCOL_VERSION})"
+            BAD_VERSION, f"protocol version {_short(version)} is not supported (this peer speaks "
+            f"{', '.join(map(str, SUPPORTED_VERSIONS))})"
         )
     type_ = header.get("type")
     if not isinstance(type_, str) or type_ not in _SCHEMAS or (accepted is not None and type_ not in accepted):
@@ -270,7 +279,7 @@ def decode(frames: Sequence[bytes], accepted: frozenset[str] | None = None) -> M
         raise ProtocolError(BAD_FIELD, f"{type_}: request id must be 1-{MAX_ID_CHARS} of [A-Za-z0-9_.:-]")
     if "job" in header and header["job"] is not None:
         check_job_id(header["job"])
-    return Message(type_, header, blobs)
+    return Message(type_, header, blobs, version)
 
 
 _NUMBER = (int, float)
@@ -366,50 +375,71 @@ def _float_in(value: Any, name: str, low: float, high: float) -> float:
 
 
 # --- drags and images ------------------------------------------------------------------------
-def drags_to_json(drags: Sequence[Any]) -> list[dict[str, list[float]]]:
-    """Wire form of drags given as objects with ``start``/``end`` (e.g. ``drags.Drag``), dicts
-    ``{"start": [x, y], "end": [x, y]}`` or pairs ``((x0, y0), (x1, y1))``; checked by
-    :func:`check_drags`."""
+def drags_to_json(items: Sequence[Any]) -> list[dict[str, Any]]:
+    """Wire form of drags given as ``drags.Drag`` objects (with or without a path), dicts
+    (``{"start": [x, y], "end": [x, y]}``, ``{"path": [[x, y], ...]}``) or pairs
+    ``((x0, y0), (x1, y1))``; checked by :func:`check_drags`."""
     out = []
-    for drag in drags:
+    for drag in items:
+        if isinstance(drag, drags.Drag):
+            out.append(drag.to_json())
+            continue
         if isinstance(drag, Mapping):
-            start, end = drag.get("start"), drag.get("end")
-        elif hasattr(drag, "start") and hasattr(drag, "end"):
-            start, end = drag.start, drag.end
-        else:
-            try:
-                start, end = drag
-            except (TypeError, ValueError):
-                raise ProtocolError(BAD_DRAGS, f"cannot read a drag from {_short(drag)}") from None
+            out.append(dict(drag))
+            continue
         try:
+            start, end = drag
             out.append({"start": [start[0], start[1]], "end": [end[0], end[1]]})
-        except (TypeError, IndexError, KeyError):
+        except (TypeError, ValueError, IndexError, KeyError):
             raise ProtocolError(BAD_DRAGS, f"a drag needs start [x, y] and end [x, y], got {_short(drag)}") from None
     return check_drags(out)
 
 
-def check_drags(value: Any) -> list[dict[str, list[float]]]:
-    """Check wire drags: a list of ``{"start": [x, y], "end": [x, y]}`` with numbers (JSON's
-    ``true`` is not one); the drag rules themselves (how many, finite, inside the frame) are
-    ``drags.validate_drags``', whose error becomes a ``bad_drags`` protocol error."""
+def _point(index: int, name: str, point: Any) -> list[float]:
+    if not isinstance(point, list) or len(point) != 2:
+        raise ProtocolError(BAD_DRAGS, f"drag {index + 1}: {name} must be [x, y]")
+    if any(isinstance(c, bool) or not isinstance(c, _NUMBER) for c in point):
+        raise ProtocolError(BAD_DRAGS, f"drag {index + 1}: {name} must hold two numbers, got {_short(point)}")
+    return [float(c) for c in point]
+
+
+def check_drags(value: Any, version: int = PROTOCOL_VERSION) -> list[dict[str, Any]]:
+    """Check wire drags: a list of ``{"start": [x, y], "end": [x, y]}``, and from version 2 also
+    ``{"path": [[x, y], ...]}`` (one point per frame; with start and end too, they must be its ends),
+    with numbers (JSON's ``true`` is not one). Returned with start and end always, and the path
+    where one was given. The drag rules themselves (how many, finite, inside the frame, a length,
+    14 path points) are ``drags.validate_drags``', whose error becomes a ``bad_drags`` error."""
     if not isinstance(value, list):
         raise ProtocolError(BAD_DRAGS, f"drags must be a list, got {type(value).__name__}")
-    out = []
+    allowed = ({"start", "end"}, {"path"}, {"start", "end", "path"}) if version >= 2 else ({"start", "end"},)
+    forms = " or ".join("{" + ", ".join(f"'{k}': ..." for k in sorted(keys)) + "}" for keys in allowed)
+    out, parsed = [], []
     for index, drag in enumerate(value):
-        if not isinstance(drag, dict) or set(drag) != {"start", "end"}:
-            raise ProtocolError(BAD_DRAGS, f"drag {index + 1} must be {{'start': [x, y], 'end': [x, y]}}")
-        for name in ("start", "end"):
-            point = drag[name]
-            if not isinstance(point, list) or len(point) != 2:
-                raise ProtocolError(BAD_DRAGS, f"drag {index + 1}: {name} must be [x, y]")
-            if any(isinstance(c, bool) or not isinstance(c, _NUMBER) for c in point):
-                raise ProtocolError(BAD_DRAGS, f"drag {index + 1}: {name} must hold two numbers, got {_short(point)}")
-        out.append({"start": [float(c) for c in drag["start"]], "end": [float(c) for c in drag["end"]]})
+        if not isinstance(drag, dict) or set(drag) not in allowed:
+            raise ProtocolError(BAD_DRAGS, f"drag {index + 1} must be {forms}"
+                                + ("" if version >= 2 else " (paths need protocol version 2)"))
+        wire = {name: _point(index, name, drag[name]) for name in ("start", "end") if name in drag}
+        if "path" in drag:
+            if not isinstance(drag["path"], list) or len(drag["path"]) > 4 * drags.NUM_FRAMES:
+                raise ProtocolError(BAD_DRAGS, f"drag {index + 1}: path must be a list of {drags.NUM_FRAMES} [x, y]")
+            wire["path"] = [_point(index, f"path point {i}", p) for i, p in enumerate(drag["path"])]
+        try:
+            parsed.append(drags.Drag.from_json(wire))
+        except drags.DragError as exc:
+            raise ProtocolError(BAD_DRAGS, f"drag {index + 1}: {exc}") from None
+        out.append(parsed[-1].to_json())
     try:
-        drags.validate_drags([drags.Drag(tuple(d["start"]), tuple(d["end"])) for d in out], max_drags=MAX_DRAGS)
+        drags.validate_drags(parsed, max_drags=MAX_DRAGS)
     except drags.DragError as exc:
         raise ProtocolError(BAD_DRAGS, str(exc)) from None
     return out
+
+
+def drags_for_version(wire: list[dict[str, Any]], version: int) -> list[dict[str, Any]]:
+    """Wire drags as a peer of ``version`` reads them: version 1 gets start and end only."""
+    if version >= 2:
+        return wire
+    return [{k: v for k, v in d.items() if k != "path"} if isinstance(d, dict) else d for d in wire]
 
 
 def png_size(data: bytes) -> tuple[int, int]:
@@ -442,7 +472,7 @@ class SubmitRequest:
 
 def check_submit(message: Message) -> SubmitRequest:
     """Check a decoded SUBMIT's drags, settings and image header (the server decodes the image)."""
-    drags = check_drags(message.header["drags"])
+    drags = check_drags(message.header["drags"], message.version)
     settings = JobSettings.from_json(message.header.get("settings"))
     size = png_size(message.blobs[0])
     return SubmitRequest(message.header["req"], drags, settings, message.blobs[0], size)

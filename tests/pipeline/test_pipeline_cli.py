@@ -74,3 +74,33 @@ def test_model_options_are_checked(image_path, tmp_path, capsys, monkeypatch):
     assert "go together" in capsys.readouterr().err
     assert main(["generate", "--tiny", "--image", str(tmp_path / "nope.png"), "--out", str(tmp_path / "o")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_generate_takes_drag_paths_from_a_file_and_records_them(image_path, tmp_path):
+    curve = [[0.45 + 0.01 * k, 0.45 + 0.002 * k * k] for k in range(14)]
+    drags_file = tmp_path / "drags.json"
+    drags_file.write_text(json.dumps([{"path": curve}, {"start": [0.5, 0.55], "end": [0.56, 0.55]}]))
+    out = tmp_path / "result"
+    argv = ["generate", "--tiny", "--image", str(image_path), "--out", str(out), "--drags-file", str(drags_file),
+            "--steps", "1", "--seed", "3", "--device", "cpu"]
+    assert main(argv) == 0
+    recorded = json.loads((out / "settings.json").read_text())["drags"]
+    assert recorded[0]["path"] == curve and recorded[0]["start"] == curve[0] and recorded[0]["end"] == curve[-1]
+    assert "path" not in recorded[1]
+    # a result's settings.json reads back as a drags file: the same drags run again
+    again = tmp_path / "again"
+    assert main([*argv[:5], str(again), "--drags-file", str(out / "settings.json"), *argv[8:]]) == 0
+    assert json.loads((again / "settings.json").read_text())["drags"] == recorded
+    frames = sorted(out.glob("frame_*.png"))
+    assert [f.read_bytes() for f in frames] == [f.read_bytes() for f in sorted(again.glob("frame_*.png"))]
+
+
+def test_a_bad_drags_file_is_named(image_path, tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"path": [[0.5, 0.5]] * 14}]))
+    argv = ["generate", "--tiny", "--image", str(image_path), "--out", str(tmp_path / "o"), "--drags-file", str(bad)]
+    assert main(argv) == 1
+    assert "drag 1 has no length" in capsys.readouterr().err
+    bad.write_text("{not json")
+    assert main(argv) == 1
+    assert f"cannot read the drags file {bad}" in capsys.readouterr().err

@@ -167,3 +167,16 @@ def test_a_residual_model_adds_its_output_to_the_first_frame_latent(tiny_pipe, r
     anchor = tiny_pipe.encode_image_latents(tiny_pipe.frame_to_tensor(frame)) * tiny_pipe.vae.config.scaling_factor
     torch.testing.assert_close(residual, anchor.unsqueeze(1) + plain / 4.0, atol=1e-5, rtol=1e-5)
     assert residual_pipe.config.latent_residual_scale == 4.0
+
+
+def test_a_drag_path_is_the_trajectory_the_model_gets(tiny_pipe, rgb_image):
+    from puppet_master.drags import NUM_FRAMES, Drag, trajectories_to_array
+
+    t = np.linspace(0, 1, NUM_FRAMES)
+    curve = np.stack([0.4 + 0.2 * t, 0.5 - 0.15 * np.sin(np.pi * t)], axis=1)  # an arc, not a line
+    path = generate(tiny_pipe, rgb_image, [Drag.from_path(curve)], seed=4, output_type="latent")
+    array = generate(tiny_pipe, rgb_image, trajectories_to_array([curve]), seed=4, output_type="latent")
+    straight = generate(tiny_pipe, rgb_image, [Drag(tuple(curve[0]), tuple(curve[-1]))], seed=4, output_type="latent")
+    torch.testing.assert_close(path.frames, array.frames, atol=0, rtol=0)
+    np.testing.assert_allclose(path.drags[0, :, 0, 2:4], curve, atol=1e-6)
+    assert not torch.allclose(path.frames, straight.frames)

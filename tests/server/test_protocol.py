@@ -40,7 +40,7 @@ def test_round_trip_keeps_header_and_binary_frames():
         ([b"[1, 2]"], protocol.BAD_MESSAGE),
         ([b'{"v": 1, "type": "ping", "req": NaN}'], protocol.BAD_MESSAGE),
         ([b"[" * 100_000], protocol.BAD_MESSAGE),
-        ([json.dumps({"v": 2, "type": "ping"}).encode()], protocol.BAD_VERSION),
+        ([json.dumps({"v": 3, "type": "ping"}).encode()], protocol.BAD_VERSION),
         ([json.dumps({"v": True, "type": "ping"}).encode()], protocol.BAD_VERSION),
         ([json.dumps({"type": "ping"}).encode()], protocol.BAD_VERSION),
         ([json.dumps({"v": 1, "type": "explode"}).encode()], protocol.UNKNOWN_TYPE),

@@ -15,6 +15,7 @@ from puppet_master.drags import (
     Drag,
     DragError,
     drags_to_array,
+    load_drags_file,
     parse_drag,
     pixels_to_normalized,
     validate_drags,
@@ -31,9 +32,10 @@ def _check_out_dir(out: Path, overwrite: bool) -> None:
         raise CLIError(f"--out {out} is not empty; choose a new folder or pass --overwrite")
 
 
-def read_drags(texts: list[str], width: int, height: int, pixels: bool) -> list[Drag]:
-    """Parse ``--drag`` values (fractions, or pixels of a ``width x height`` image) and validate them."""
-    drags = [parse_drag(text) for text in texts]
+def read_drags(texts: list[str], width: int, height: int, pixels: bool, files: list[str] = ()) -> list[Drag]:
+    """Parse ``--drag`` values and ``--drags-file`` files (fractions, or pixels of a ``width x
+    height`` image) and validate them."""
+    drags = [parse_drag(text) for text in texts] + [d for f in files for d in load_drags_file(f)]
     if pixels:
         drags = [pixels_to_normalized(d, width, height) for d in drags]
     validate_drags(drags)
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError(f"--{name.replace('_', '-')} must be at least 1")
     try:
         image = load_image(args.image)
-        drags = read_drags(args.drag, image.width, image.height, args.pixels)
+        drags = read_drags(args.drag, image.width, image.height, args.pixels, args.drags_file)
         crop_window(image, args.crop).map_drag_array(drags_to_array(drags))
     except (ImageError, DragError) as exc:
         raise CLIError(str(exc)) from exc
@@ -127,6 +129,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--drag", action="append", default=[], metavar="X0,Y0:X1,Y1",
         help="a drag from (X0, Y0) to (X1, Y1); repeat for up to 5 drags",
     )
+    parser.add_argument(
+        "--drags-file", action="append", default=[], metavar="FILE",
+        help="drags from a JSON file: a list of {\"start\": [x, y], \"end\": [x, y]} or {\"path\": [[x, y], ...14 points]} "
+        "(a result's settings.json works too); with --drag, both are used")
     parser.add_argument("--pixels", action="store_true", help="drag points are pixels of the image, not fractions")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for frame_0000.png..., preview.gif, settings.json")
     parser.add_argument("--crop", choices=CROP_MODES, default="none",

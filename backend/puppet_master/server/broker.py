@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 POLL_INTERVAL_MS = 100  # longest the loop sleeps before housekeeping
 MAX_MESSAGES_PER_TURN = 200  # per socket, so neither side starves the other
 FRONTEND_RCVHWM = 100  # messages queued from clients (each may be 32 MiB)
+MAX_OLD_CLIENTS = 10_000  # clients of an older protocol version remembered, to answer each in its version
 
 
 class WorkerSupervisor(Protocol):
@@ -66,6 +67,8 @@ class Broker:
         self._curve_keys = curve_keys
         self._start_count = 0
         self._stopping = False
+        #: clients that speak an older protocol version, answered in it (bounded: oldest dropped)
+        self._old_clients: dict[bytes, int] = {}
         self.frontend = self._bind(frontend)
         self.backend = self._bind(backend)
         self.frontend_endpoint = self.frontend.getsockopt_string(zmq.LAST_ENDPOINT)
@@ -140,6 +143,7 @@ class Broker:
             else:
                 self._fail(identity, req, exc.code, exc.message)
             return
+        self._note_version(identity, message.version)
         handler = {
             protocol.HEARTBEAT: self._on_heartbeat,
             protocol.PING: self._on_ping,
@@ -382,11 +386,21 @@ class Broker:
         log.info("job %s ended: %s %s", job.id, state, fields.get("message", ""))
         self.store.prune()
 
+    def _note_version(self, identity: bytes, version: int) -> None:
+        if version == protocol.PROTOCOL_VERSION:
+            self._old_clients.pop(identity, None)
+            return
+        self._old_clients[identity] = version
+        while len(self._old_clients) > MAX_OLD_CLIENTS:
+            self._old_clients.pop(next(iter(self._old_clients)))
+
     def _send_client(self, identity: bytes, type_: str, fields: dict[str, Any] | None = None,
                      blobs: list[bytes] | tuple = ()) -> None:
         fields = {k: v for k, v in (fields or {}).items() if v is not None}
+        version = self._old_clients.get(identity, protocol.PROTOCOL_VERSION)
         try:
-            self.frontend.send_multipart([identity, *protocol.encode(type_, fields, blobs)], zmq.NOBLOCK, copy=False)
+            self.frontend.send_multipart([identity, *protocol.encode(type_, fields, blobs, version)], zmq.NOBLOCK,
+                                         copy=False)
         except zmq.ZMQError as exc:  # a client that is gone or not reading: its loss
             log.debug("could not send %s to client %r: %s", type_, identity, exc)
 
