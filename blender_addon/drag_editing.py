@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from . import drag_paths
 from .overlay_geometry import SquareMapping, arrow_shapes, clamp_unit, pick_handle
 
 Point = tuple[float, float]
@@ -35,19 +36,30 @@ def new_drag_position(index: int) -> tuple[Point, Point]:
 
 @dataclass
 class DragEditor:
-    """Drags as ``(start, end)`` pairs in normalised square coordinates, plus the handle being moved."""
+    """Drags as ``(start, end)`` pairs in normalised square coordinates, each with its shape (the
+    polyline from start to end: two points when straight), plus the handle being moved."""
 
     drags: list[tuple[Point, Point]] = field(default_factory=list)
     max_drags: int = 5
     active: int = 0
     grab: tuple[int, str] | None = None
+    shapes: list[list[Point]] = field(default_factory=list)
     #: True when the last release dropped a new drag that had no length (a click)
     discarded: bool = False
     _adding: bool = field(default=False, repr=False)
+    _stroke: list[tuple[float, float]] = field(default_factory=list, repr=False)  # region pixels
+
+    def __post_init__(self) -> None:
+        shapes = list(self.shapes) + [None] * (len(self.drags) - len(self.shapes))
+        self.shapes = [list(shape) if shape and len(shape) > 2 else [start, end]
+                       for (start, end), shape in zip(self.drags, shapes, strict=False)]
+
+    def _shapes_for_picking(self, mapping: SquareMapping):
+        return arrow_shapes(mapping, self.drags, self.shapes)
 
     def press(self, mapping: SquareMapping, px: float, py: float) -> str:
-        """Left button down: grab the handle under the mouse, or start a new drag there."""
-        hit = pick_handle(arrow_shapes(mapping, self.drags), px, py)
+        """Left button down: grab the handle under the mouse, or start a new drag (a stroke) there."""
+        hit = pick_handle(self._shapes_for_picking(mapping), px, py)
         self._adding = False
         if hit is not None:
             self.grab, self.active = hit, hit[0]
@@ -58,43 +70,65 @@ class DragEditor:
             return FULL
         point = clamp_unit(*mapping.from_region(px, py))
         self.drags.append((point, point))
+        self.shapes.append([point, point])
         self.active = len(self.drags) - 1
         self.grab = (self.active, "end")
         self._adding = True
+        self._stroke = [(px, py)]
         return ADDED
 
     def move(self, mapping: SquareMapping, px: float, py: float) -> bool:
-        """Mouse moved: the grabbed handle follows (kept inside the square). True if something moved."""
+        """Mouse moved: the grabbed handle follows (kept inside the square), a new stroke grows, the
+        bend handle pulls the middle of a curve. True if something moved."""
         if self.grab is None:
             return False
         index, which = self.grab
         point = clamp_unit(*mapping.from_region(px, py))
         start, end = self.drags[index]
-        self.drags[index] = (point, end) if which == "start" else (start, point)
+        if self._adding:
+            self._stroke.append((px, py))
+            self.shapes[index] = [clamp_unit(*mapping.from_region(*p)) for p in self._stroke]
+            self.drags[index] = (start, point)
+        elif which == "middle":
+            self.shapes[index] = [clamp_unit(*p) for p in drag_paths.bent_shape(self.shapes[index], point)]
+        else:
+            start, end = (point, end) if which == "start" else (start, point)
+            self.drags[index] = (start, end)
+            self.shapes[index] = [clamp_unit(*p) for p in drag_paths.moved_shape(self.shapes[index], start, end)]
         return True
 
     def release(self, mapping: SquareMapping | None = None) -> bool:
-        """Left button up; True if a handle was being moved. A drag this press added that is
-        shorter than :data:`MIN_DRAG_PX` on screen is removed again (``discarded`` says so): a
-        zero-length drag would be sent as "no drag" or refused."""
+        """Left button up; True if a handle was being moved. A new stroke becomes the drag's shape
+        (straight when it stays near its chord, else the stroke resampled by arc length). A drag this
+        press added that is shorter than :data:`MIN_DRAG_PX` on screen is removed again
+        (``discarded`` says so): a zero-length drag would be sent as "no drag" or refused."""
         was_grabbing, self.grab = self.grab is not None, None
         self.discarded = False
         if was_grabbing and self._adding and mapping is not None:
-            start, end = self.drags[self.active]
+            index = self.active
+            stroke = drag_paths.stroke_shape(self._stroke)
+            start, end = self.drags[index]
             (x0, y0), (x1, y1) = mapping.to_region(*start), mapping.to_region(*end)
             if ((x1 - x0) ** 2 + (y1 - y0) ** 2) ** 0.5 < MIN_DRAG_PX:
-                del self.drags[self.active]
+                del self.drags[index]
+                del self.shapes[index]
                 self.active = max(0, min(self.active, len(self.drags) - 1))
                 self.discarded = True
+            else:
+                shape = [clamp_unit(*mapping.from_region(*p)) for p in stroke]
+                shape[0], shape[-1] = start, end
+                self.shapes[index] = shape if len(shape) > 2 else [start, end]
         self._adding = False
+        self._stroke = []
         return was_grabbing
 
     def delete_at(self, mapping: SquareMapping, px: float, py: float) -> int | None:
         """Right-click or X: delete the drag whose handle is under the mouse; its index, or None."""
-        hit = pick_handle(arrow_shapes(mapping, self.drags), px, py)
+        hit = pick_handle(self._shapes_for_picking(mapping), px, py)
         if hit is None:
             return None
         del self.drags[hit[0]]
+        del self.shapes[hit[0]]
         self.grab = None
         self.active = max(0, min(self.active, len(self.drags) - 1))
         return hit[0]

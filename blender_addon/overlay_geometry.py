@@ -7,6 +7,7 @@ normalised square coordinates and to pick the handle under the mouse.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ Pixel = tuple[float, float]
 #: handle radius and pick radius, region pixels
 HANDLE_RADIUS_PX = 7.0
 PICK_RADIUS_PX = 12.0
+TICK_HALF_LENGTH_PX = 4.0  # half the length of the mark across a drag at each frame
 #: arrow head length and half-width, region pixels
 HEAD_LENGTH_PX = 14.0
 HEAD_HALF_WIDTH_PX = 6.0
@@ -79,7 +81,8 @@ class SquareMapping:
 
 @dataclass(frozen=True)
 class ArrowShape:
-    """One drag as drawn: shaft, head triangle, the two handles and the number's position."""
+    """One drag as drawn: shaft (a polyline), head triangle, the handles, a tick per frame and the
+    number's position. ``middle`` is the bend handle of a curved drag (None for a straight one)."""
 
     index: int
     start: Pixel
@@ -87,6 +90,9 @@ class ArrowShape:
     head: tuple[Pixel, Pixel, Pixel]
     label: str
     label_position: Pixel
+    path: tuple[Pixel, ...] = ()
+    ticks: tuple[tuple[Pixel, Pixel], ...] = ()
+    middle: Pixel | None = None
 
 
 def arrow_head(start: Pixel, end: Pixel, length: float = HEAD_LENGTH_PX, half_width: float = HEAD_HALF_WIDTH_PX):
@@ -99,29 +105,66 @@ def arrow_head(start: Pixel, end: Pixel, length: float = HEAD_LENGTH_PX, half_wi
     return (end, (bx - uy * half_width, by + ux * half_width), (bx + uy * half_width, by - ux * half_width))
 
 
+def tick_marks(points: Sequence[Pixel], half_length: float = TICK_HALF_LENGTH_PX) -> list[tuple[Pixel, Pixel]]:
+    """A short segment across the path at each frame's position (the spacing shows the timing)."""
+    marks = []
+    for i, (x, y) in enumerate(points):
+        (ax, ay), (bx, by) = points[max(0, i - 1)], points[min(len(points) - 1, i + 1)]
+        dx, dy = bx - ax, by - ay
+        norm = math.hypot(dx, dy)
+        nx, ny = (-dy / norm, dx / norm) if norm > 1e-9 else (0.0, 1.0)
+        marks.append(((x - nx * half_length, y - ny * half_length), (x + nx * half_length, y + ny * half_length)))
+    return marks
+
+
 def arrow_shapes(
-    mapping: SquareMapping, drags: Sequence[tuple[tuple[float, float], tuple[float, float]]]
+    mapping: SquareMapping, drags: Sequence[tuple[tuple[float, float], tuple[float, float]]],
+    paths: Sequence[Sequence[tuple[float, float]] | None] | None = None,
+    trajectories: Sequence[Sequence[tuple[float, float]] | None] | None = None,
 ) -> list[ArrowShape]:
-    """Arrow shapes for normalised ``(start, end)`` drags; numbers are 1-based, placed beside the start handle."""
+    """Arrow shapes for normalised ``(start, end)`` drags; numbers are 1-based, placed beside the start
+    handle. ``paths[i]`` (normalised points from start to end) makes drag ``i``'s shaft that curve,
+    with a bend handle at its middle; ``trajectories[i]`` (one point per frame) adds its ticks."""
     shapes = []
     for index, (start, end) in enumerate(drags):
         s = mapping.to_region(*start)
         e = mapping.to_region(*end)
+        shape = paths[index] if paths is not None and index < len(paths) else None
+        curved = shape is not None and len(shape) > 2
+        path = tuple(mapping.to_region(*p) for p in shape) if curved else (s, e)
+        head = arrow_head(path[-2] if curved else s, e)
+        frames = trajectories[index] if trajectories is not None and index < len(trajectories) else None
+        ticks = tuple(tick_marks([mapping.to_region(*p) for p in frames])) if frames else ()
+        middle = _middle(path) if curved else None
         label_pos = (s[0] + HANDLE_RADIUS_PX + 3.0, s[1] + HANDLE_RADIUS_PX + 3.0)
-        shapes.append(ArrowShape(index, s, e, arrow_head(s, e), str(index + 1), label_pos))
+        shapes.append(ArrowShape(index, s, e, head, str(index + 1), label_pos, path, ticks, middle))
     return shapes
+
+
+def _middle(path: Sequence[Pixel]) -> Pixel:
+    """The point halfway along a polyline, by length."""
+    lengths = [0.0]
+    for (ax, ay), (bx, by) in itertools.pairwise(path):
+        lengths.append(lengths[-1] + math.hypot(bx - ax, by - ay))
+    half = lengths[-1] / 2.0
+    for i in range(1, len(path)):
+        if lengths[i] >= half:
+            span = lengths[i] - lengths[i - 1]
+            u = 0.0 if span <= 0 else (half - lengths[i - 1]) / span
+            return (path[i - 1][0] + u * (path[i][0] - path[i - 1][0]), path[i - 1][1] + u * (path[i][1] - path[i - 1][1]))
+    return path[-1]
 
 
 def pick_handle(
     shapes: Sequence[ArrowShape], px: float, py: float, radius: float = PICK_RADIUS_PX
 ) -> tuple[int, str] | None:
-    """The ``(drag index, "start" | "end")`` whose handle is nearest to the mouse within ``radius``.
-
-    End handles win ties, so a zero-length drag can be pulled out again.
+    """The ``(drag index, "start" | "end" | "middle")`` whose handle is nearest to the mouse within
+    ``radius``. End handles win ties, so a zero-length drag can be pulled out again.
     """
     best: tuple[float, int, int, str] | None = None
     for shape in shapes:
-        for rank, (which, point) in enumerate((("end", shape.end), ("start", shape.start))):
+        handles = [("end", shape.end), ("start", shape.start)] + ([("middle", shape.middle)] if shape.middle else [])
+        for rank, (which, point) in enumerate(handles):
             dist = math.hypot(point[0] - px, point[1] - py)
             candidate = (dist, rank, shape.index, which)
             if dist <= radius and (best is None or candidate[:2] < best[:2]):
