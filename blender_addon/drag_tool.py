@@ -2,7 +2,7 @@
 
 import bpy
 
-from . import drag_editing, overlay_draw
+from . import drag_editing, overlay_draw, scene_drags
 from ._light import light_module
 from .operators import update_drag_warning
 
@@ -15,7 +15,8 @@ PASS_THROUGH = {"MIDDLEMOUSE", "WHEELUPMOUSE", "WHEELDOWNMOUSE", "TRACKPADPAN", 
 def editor_from_scene(scene) -> drag_editing.DragEditor:
     props = scene.puppet_master
     drags = [(tuple(d.start), tuple(d.end)) for d in props.drags]
-    return drag_editing.DragEditor(drags, drags_mod.MAX_DRAGS, active=props.active_drag)
+    shapes = [scene_drags.drag_shape(d) for d in props.drags]
+    return drag_editing.DragEditor(drags, drags_mod.MAX_DRAGS, active=props.active_drag, shapes=shapes)
 
 
 def editor_to_scene(editor: drag_editing.DragEditor, scene) -> None:
@@ -24,8 +25,9 @@ def editor_to_scene(editor: drag_editing.DragEditor, scene) -> None:
         props.drags.remove(len(props.drags) - 1)
     while len(props.drags) < len(editor.drags):
         props.drags.add()
-    for item, (start, end) in zip(props.drags, editor.drags, strict=True):
+    for item, (start, end), shape in zip(props.drags, editor.drags, editor.shapes, strict=True):
         item.start, item.end = start, end
+        scene_drags.set_shape(item, shape)
     props.active_drag = editor.active
 
 

@@ -10,6 +10,7 @@ from bpy.app.handlers import persistent
 
 from . import job, job_journal, preferences, reference, result_plane, results, runtime
 from ._light import light_module
+from .scene_drags import scene_drag_list
 
 drags_mod = light_module("drags")
 protocol = light_module("protocol")
@@ -21,12 +22,12 @@ class GenerateError(RuntimeError):
 
 
 def scene_drags(scene: bpy.types.Scene) -> list:
-    drags = [drags_mod.Drag(tuple(d.start), tuple(d.end)) for d in scene.puppet_master.drags]
-    if not drags:
+    if not scene.puppet_master.drags:
         raise GenerateError("draw at least one drag (Draw Drags) before generating")
     try:
+        drags = scene_drag_list(scene)
         drags_mod.validate_drags(drags)
-    except drags_mod.DragError as exc:
+    except (ValueError, drags_mod.DragError) as exc:
         raise GenerateError(str(exc)) from exc
     return drags
 

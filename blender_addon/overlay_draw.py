@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+
 import bpy
 
-from . import camera_frame, overlay_geometry
+from . import camera_frame, overlay_geometry, scene_drags
 
 DRAG_COLOUR = (1.0, 0.55, 0.05, 1.0)
 ACTIVE_COLOUR = (1.0, 0.9, 0.2, 1.0)
@@ -36,7 +38,7 @@ def view_mapping(context) -> overlay_geometry.SquareMapping | None:
 
 
 def scene_shapes(scene, mapping) -> list[overlay_geometry.ArrowShape]:
-    return overlay_geometry.arrow_shapes(mapping, [(tuple(d.start), tuple(d.end)) for d in scene.puppet_master.drags])
+    return overlay_geometry.arrow_shapes(mapping, *scene_drags.overlay_data(scene))
 
 
 def _xyz(points) -> list[tuple[float, float, float]]:
@@ -76,9 +78,13 @@ def _draw() -> None:
         draw_lines([p for i in range(4) for p in (square[i], square[(i + 1) % 4])], FRAME_COLOUR)
     for shape in scene_shapes(scene, mapping):
         colour = ACTIVE_COLOUR if shape.index == props.active_drag else DRAG_COLOUR
-        draw_lines([shape.start, shape.end], colour)
+        path = shape.path or (shape.start, shape.end)
+        draw_lines([p for a, b in itertools.pairwise(path) for p in (a, b)], colour)
+        if shape.ticks:
+            draw_lines([p for tick in shape.ticks for p in tick], colour)
         draw_tris(shape.head, colour)
-        for centre, handle_colour in ((shape.start, START_COLOUR), (shape.end, colour)):
+        handles = [(shape.start, START_COLOUR), (shape.end, colour)] + ([(shape.middle, colour)] if shape.middle else [])
+        for centre, handle_colour in handles:
             ring = overlay_geometry.circle_points(centre)
             draw_tris([p for i in range(len(ring)) for p in (centre, ring[i], ring[(i + 1) % len(ring)])], handle_colour)
         blf.size(0, 14)

@@ -44,6 +44,14 @@ class PUPPET_PT_main(bpy.types.Panel):
         col = row.column(align=True)
         col.operator("puppet_master.drag_add", icon="ADD", text="")
         col.operator("puppet_master.drag_remove", icon="REMOVE", text="").index = -1
+        if 0 <= props.active_drag < len(props.drags):
+            item = props.drags[props.active_drag]
+            row = box.row(align=True)
+            row.prop(item, "timing")
+            if item.timing == "CUSTOM":
+                row.prop(item, "progress")
+            if len(item.shape) > 2:
+                box.label(text=f"Drag {props.active_drag + 1} is curved ({len(item.shape)} points)", icon="IPO_BEZIER")
         if props.drag_warning:
             box.label(text=props.drag_warning, icon="ERROR")
 

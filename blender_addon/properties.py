@@ -26,6 +26,20 @@ def _redraw(_self, context) -> None:
                 area.tag_redraw()
 
 
+TIMING_ITEMS = [
+    ("LINEAR", "Linear", "Even speed along the path"),
+    ("EASE_IN", "Ease In", "Starts slowly, ends fast"),
+    ("EASE_OUT", "Ease Out", "Starts fast, ends slowly"),
+    ("EASE_IN_OUT", "Ease In-Out", "Slow at both ends"),
+    ("CUSTOM", "Custom (F-Curve)", "Keyframe the drag's Progress: its values over the 14 frames from the current "
+     "frame place the drag along its path"),
+]
+
+
+class PUPPET_PG_point(bpy.types.PropertyGroup):
+    co: FloatVectorProperty(name="Point", size=2, precision=4)
+
+
 class PUPPET_PG_drag(bpy.types.PropertyGroup):
     start: FloatVectorProperty(
         name="Start", size=2, min=0.0, max=1.0, precision=3, update=_redraw,
@@ -34,6 +48,18 @@ class PUPPET_PG_drag(bpy.types.PropertyGroup):
     end: FloatVectorProperty(
         name="End", size=2, min=0.0, max=1.0, precision=3, update=_redraw,
         description="Where the dragged point should move to (x right, y down)",
+    )  # fmt: skip
+    shape: CollectionProperty(
+        type=PUPPET_PG_point, name="Shape",
+        description="The path of a curved drag, start to end (empty: a straight drag); it follows Start and End",
+    )  # fmt: skip
+    timing: EnumProperty(
+        name="Timing", items=TIMING_ITEMS, default="LINEAR", update=_redraw,
+        description="Where along its path the drag is in each of the 14 frames",
+    )  # fmt: skip
+    progress: FloatProperty(
+        name="Progress", default=0.0, update=_redraw,
+        description="Keyframe this over 14 frames for a Custom timing (any range: it is normalised)",
     )  # fmt: skip
 
 
@@ -78,7 +104,7 @@ class PUPPET_PG_scene(bpy.types.PropertyGroup):
     result_object: PointerProperty(name="Result Plane", type=bpy.types.Object)
 
 
-classes = (PUPPET_PG_drag, PUPPET_PG_scene)
+classes = (PUPPET_PG_point, PUPPET_PG_drag, PUPPET_PG_scene)
 
 
 def register() -> None:

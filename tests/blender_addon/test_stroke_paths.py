@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -13,7 +14,7 @@ MAPPING = overlay_geometry.SquareMapping((100.0, 300.0), (300.0, 300.0), (100.0,
 
 
 def _gaps(points):
-    return [math.dist(a, b) for a, b in zip(points, points[1:], strict=False)]
+    return [math.dist(a, b) for a, b in itertools.pairwise(points)]
 
 
 def test_a_curved_stroke_becomes_14_points_spaced_evenly_along_it():

@@ -1,0 +1,74 @@
+"""Curved and timed drags from the drag tool to the backend and into settings.json (real bpy, a real
+`serve --tiny` on loopback)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+from addon_helpers import run_blender
+from test_addon_generate import PUMP
+
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
+
+
+def test_a_curved_eased_stroke_and_a_keyframed_timing_reach_the_model(addon_zip, tiny_server, tmp_path):
+    out = run_blender(
+        f"""
+        from types import SimpleNamespace
+        import math, json
+        dt = ext("drag_tool")
+        scene, cam, cube = setup_shot("{tiny_server}", resolution=(64, 64), steps=1)
+        scene.puppet_master.drags.clear()
+        W = H = 400
+        persmat = cam.calc_matrix_camera(bpy.context.evaluated_depsgraph_get(), x=W, y=H) @ cam.matrix_world.inverted()
+        area = SimpleNamespace(type="VIEW_3D", header_text_set=lambda t: None, tag_redraw=lambda: None)
+        context = SimpleNamespace(scene=scene, area=area, region=SimpleNamespace(width=W, height=H),
+                                  region_data=SimpleNamespace(view_perspective="CAMERA", perspective_matrix=persmat))
+        op = SimpleNamespace(report=lambda kind, text: None, _editor=dt.editor_from_scene(scene))
+        def event(kind, value="PRESS", x=0, y=0):
+            return dt.PUPPET_OT_draw_drags.modal(op, context, SimpleNamespace(
+                type=kind, value=value, mouse_region_x=x, mouse_region_y=y))
+        # a half circle over the cube, from its centre to the right (region y goes up)
+        event("LEFTMOUSE", "PRESS", 200, 200)
+        for i in range(1, 41):
+            a = math.pi * i / 40
+            event("MOUSEMOVE", "NOTHING", 250 - 50 * math.cos(a), 200 + 50 * math.sin(a))
+        event("LEFTMOUSE", "RELEASE", 300, 200)
+        # and a straight one, timed by a keyframed Progress (Blender's default Bezier keys)
+        event("LEFTMOUSE", "PRESS", 200, 170)
+        event("MOUSEMOVE", "NOTHING", 230, 170)
+        event("LEFTMOUSE", "RELEASE", 230, 170)
+        props = scene.puppet_master
+        props.drags[0].timing = "EASE_IN_OUT"
+        second = props.drags[1]
+        second.timing = "CUSTOM"
+        scene.frame_set(1)
+        second.progress = 0.0
+        scene.keyframe_insert('puppet_master.drags[1].progress', frame=1)
+        second.progress = 10.0
+        scene.keyframe_insert('puppet_master.drags[1].progress', frame=14)
+        shape_points = len(props.drags[0].shape)
+        assert bpy.ops.puppet_master.generate() == {{"FINISHED"}}
+        states, _ = pump(scene)
+        settings = json.load(open(os.path.join(props.result_folder, "settings.json")))
+        emit(state=props.job_state, error=props.job_error, shape_points=shape_points, drags=settings["drags"])
+        """,
+        addon_zip, tmp_path, setup=PUMP, timeout=300,
+    )
+    assert out["state"] == "DONE", out["error"]
+    assert out["shape_points"] == 32
+    curved, timed = out["drags"]
+    path = [tuple(p) for p in curved["path"]]
+    assert len(path) == 14 and len(set(path)) == 14
+    assert path[0] == pytest.approx((0.5, 0.5), abs=1e-3) and path[-1] == pytest.approx((0.75, 0.5), abs=1e-3)
+    radius = [math.dist(p, (0.625, 0.5)) for p in path]  # on the drawn half circle
+    assert max(radius) - min(radius) < 0.01 and min(y for _, y in path) < 0.4
+    gaps = [math.dist(a, b) for a, b in itertools.pairwise(path)]
+    assert gaps[0] < gaps[6] > gaps[-1]  # eased in and out
+    timed_path = [tuple(p) for p in timed["path"]]
+    assert len(set(timed_path)) == 14 and all(y == pytest.approx(0.575, abs=1e-3) for _, y in timed_path)
+    xs = [x for x, _ in timed_path]
+    assert xs == sorted(xs) and xs[1] - xs[0] < xs[7] - xs[6]  # Bezier keys: slow out of the first key
+
