@@ -113,6 +113,22 @@ def trajectory(shape: Sequence[Point], timing: str = "LINEAR", custom: Sequence[
     return [point_at(shape, f) for f in timing_fractions(timing, count, custom)]
 
 
+def parse_target(text: str) -> tuple[str, str | None]:
+    """``"Object"`` or ``"Armature:Bone"`` -> (object name, bone name or None)."""
+    name, sep, bone = text.strip().partition(":")
+    if not name or (sep and not bone):
+        raise ValueError(f"target {text!r}: expected an object's name, or ARMATURE:BONE for a pose bone")
+    return name, (bone if sep else None)
+
+
+def sample_times(first: float, count: int, samples: int = NUM_FRAMES) -> list[float]:
+    """``samples`` scene times evenly spread over the ``count`` frames from ``first`` (14 frames give
+    the 14 frames themselves; other ranges are resampled, with subframes)."""
+    if count < 2:
+        raise ValueError(f"a frame range needs at least 2 frames, got {count}")
+    return [first + k * (count - 1) / (samples - 1) for k in range(samples)]
+
+
 def moved_shape(shape: Sequence[Point], start: Point, end: Point) -> list[Point]:
     """``shape`` carried along when its ends are moved to ``start`` and ``end``: the similarity
     (move, turn, scale) that maps its old ends onto the new ones, so a curve keeps its form."""

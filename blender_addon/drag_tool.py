@@ -26,6 +26,9 @@ def editor_to_scene(editor: drag_editing.DragEditor, scene) -> None:
     while len(props.drags) < len(editor.drags):
         props.drags.add()
     for item, (start, end), shape in zip(props.drags, editor.drags, editor.shapes, strict=True):
+        if item.source and (tuple(item.start), tuple(item.end)) == (start, end):
+            continue  # a drag from the scene's animation the tool did not touch
+        item.source = ""  # edited by hand: it no longer follows its object
         item.start, item.end = start, end
         scene_drags.set_shape(item, shape)
     props.active_drag = editor.active

@@ -64,6 +64,59 @@ class PUPPET_OT_drag_add(bpy.types.Operator):
         return {"FINISHED"}
 
 
+def _active_target(context) -> str:
+    """The active object's name, or ARMATURE:BONE for the active pose bone in Pose Mode."""
+    obj = context.active_object
+    if obj is None:
+        return ""
+    bone = getattr(context, "active_pose_bone", None)
+    if obj.type == "ARMATURE" and obj.mode == "POSE" and bone is not None:
+        return f"{obj.name}:{bone.name}"
+    return obj.name
+
+
+class PUPPET_OT_drag_from_object(bpy.types.Operator):
+    """Add a drag that follows an object, empty or pose bone: its animated position over a frame range, projected through the camera (keyframes, constraints and follow-path set its path and timing)"""
+
+    bl_idname = "puppet_master.drag_from_object"
+    bl_label = "Drag from Object"
+    bl_options = {"REGISTER", "UNDO"}
+
+    target: StringProperty(
+        name="Target", default="",
+        description="An object's name, or ARMATURE:BONE; empty: the active object (its active bone in Pose Mode)",
+    )  # fmt: skip
+    frame_start: IntProperty(name="Start Frame", default=-1, description="First frame of the motion; -1: the current frame")
+    frame_count: IntProperty(name="Frames", default=14, min=2, max=10000,
+                             description="Frames the motion spans (resampled to the model's 14)")
+
+    def execute(self, context):
+        from . import scene_sources
+
+        scene = context.scene
+        props = scene.puppet_master
+        if len(props.drags) >= drags_mod.MAX_DRAGS:
+            self.report({"ERROR"}, f"the model takes at most {drags_mod.MAX_DRAGS} drags")
+            return {"CANCELLED"}
+        target = self.target or _active_target(context)
+        if not target:
+            self.report({"ERROR"}, "select the object (or pose bone) to follow, or give its name as the target")
+            return {"CANCELLED"}
+        item = props.drags.add()
+        item.source = target
+        item.source_start = scene.frame_current if self.frame_start < 0 else self.frame_start
+        item.source_frames = self.frame_count
+        try:
+            scene_sources.apply_source(scene, item)
+        except (scene_sources.SourceError, camera_frame.CameraFrameError) as exc:
+            props.drags.remove(len(props.drags) - 1)
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        props.active_drag = len(props.drags) - 1
+        update_drag_warning(scene, self)
+        return {"FINISHED"}
+
+
 class PUPPET_OT_drag_remove(bpy.types.Operator):
     """Delete a drag"""
 
@@ -223,6 +276,7 @@ class PUPPET_OT_backend_stop(bpy.types.Operator):
 classes = (
     PUPPET_OT_render_reference,
     PUPPET_OT_drag_add,
+    PUPPET_OT_drag_from_object,
     PUPPET_OT_drag_remove,
     PUPPET_OT_check_drags,
     PUPPET_OT_generate,

@@ -43,14 +43,19 @@ class PUPPET_PT_main(bpy.types.Panel):
         row.template_list("PUPPET_UL_drags", "", props, "drags", props, "active_drag", rows=3)
         col = row.column(align=True)
         col.operator("puppet_master.drag_add", icon="ADD", text="")
+        col.operator("puppet_master.drag_from_object", icon="OBJECT_DATA", text="")
         col.operator("puppet_master.drag_remove", icon="REMOVE", text="").index = -1
         if 0 <= props.active_drag < len(props.drags):
             item = props.drags[props.active_drag]
-            row = box.row(align=True)
-            row.prop(item, "timing")
-            if item.timing == "CUSTOM":
-                row.prop(item, "progress")
-            if len(item.shape) > 2:
+            if not item.source:
+                row = box.row(align=True)
+                row.prop(item, "timing")
+                if item.timing == "CUSTOM":
+                    row.prop(item, "progress")
+            if item.source:
+                box.label(text=f"Drag {props.active_drag + 1} follows {item.source} (frames {item.source_start}-"
+                          f"{item.source_start + item.source_frames - 1})", icon="OBJECT_DATA")
+            elif len(item.shape) > 2:
                 box.label(text=f"Drag {props.active_drag + 1} is curved ({len(item.shape)} points)", icon="IPO_BEZIER")
         if props.drag_warning:
             box.label(text=props.drag_warning, icon="ERROR")

@@ -61,6 +61,13 @@ class PUPPET_PG_drag(bpy.types.PropertyGroup):
         name="Progress", default=0.0, update=_redraw,
         description="Keyframe this over 14 frames for a Custom timing (any range: it is normalised)",
     )  # fmt: skip
+    source: StringProperty(
+        name="Source", default="",
+        description="An object, empty or ARMATURE:BONE whose animation is this drag (Drag from Object); "
+        "its path is taken again from the animation at every Generate",
+    )  # fmt: skip
+    source_start: IntProperty(name="Source Start Frame", default=1)
+    source_frames: IntProperty(name="Source Frames", default=14, min=2, max=10000)
 
 
 class PUPPET_PG_scene(bpy.types.PropertyGroup):

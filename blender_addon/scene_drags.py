@@ -61,6 +61,14 @@ def drag_trajectory(scene: bpy.types.Scene, index: int) -> list[Point] | None:
 
     Raises ValueError for a Custom timing without a usable Progress curve."""
     item = scene.puppet_master.drags[index]
+    if item.source:  # the animation is the path and the timing, taken again now
+        from . import scene_sources
+
+        try:
+            path = scene_sources.apply_source(scene, item)
+        except scene_sources.SourceError as exc:
+            raise ValueError(f"drag {index + 1} (from {item.source}): {exc}") from exc
+        return [(min(1.0, max(0.0, x)), min(1.0, max(0.0, y))) for x, y in path]
     shape = drag_shape(item)
     if len(shape) == 2 and item.timing == "LINEAR":
         return None
@@ -90,6 +98,12 @@ def overlay_data(scene: bpy.types.Scene) -> tuple[list, list, list]:
     (a Custom timing without a curve shows linear ticks)."""
     drags, shapes, trajectories = [], [], []
     for index, item in enumerate(scene.puppet_master.drags):
+        if item.source and len(item.shape) > 2:  # as last taken from its animation (draw code cannot move frames)
+            stored = [tuple(p.co) for p in item.shape]
+            drags.append((tuple(item.start), tuple(item.end)))
+            shapes.append(stored)
+            trajectories.append(stored)
+            continue
         shape = drag_shape(item)
         custom = custom_samples(scene, index) if item.timing == "CUSTOM" else None
         timing = item.timing if item.timing != "CUSTOM" or custom is not None else "LINEAR"
