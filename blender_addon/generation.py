@@ -97,6 +97,34 @@ def attach(scene: bpy.types.Scene, job_id: str | None = None) -> job.JobControll
     return controller
 
 
+def wait(scene: bpy.types.Scene, timeout_s: float | None = None, on_status=None, poll_s: float = 0.05):
+    """Follow the scene's job to its end in this call (what the timer does, in a loop): for scripts
+    and background mode, where timers never run. ``on_status(text)`` gets each new status line; a
+    timeout or Ctrl-C cancels the job. Returns the scene's Puppet-Master properties."""
+    import time
+
+    props = scene.puppet_master
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    last = None
+    try:
+        while scene.name in runtime.STATE.controllers:
+            runtime.tick()
+            status = props.job_status_text or props.job_state.title()
+            if on_status is not None and status != last:
+                on_status(status)
+                last = status
+            if deadline is not None and time.monotonic() > deadline:
+                cancel(scene)
+                deadline = None  # the cancel itself is followed to its end
+            time.sleep(poll_s)
+    except KeyboardInterrupt:
+        cancel(scene)
+        while scene.name in runtime.STATE.controllers:
+            runtime.tick()
+            time.sleep(poll_s)
+    return props
+
+
 def cancel(scene: bpy.types.Scene) -> bool:
     controller = runtime.STATE.controllers.get(scene.name)
     if controller is None:

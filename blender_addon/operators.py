@@ -2,7 +2,7 @@
 
 
 import bpy
-from bpy.props import IntProperty, StringProperty
+from bpy.props import BoolProperty, FloatProperty, IntProperty, StringProperty
 
 from . import backend_process, camera_frame, generation, job, preferences, reference, reference_image, runtime
 from ._light import light_module
@@ -157,6 +157,14 @@ class PUPPET_OT_generate(bpy.types.Operator):
     bl_idname = "puppet_master.generate"
     bl_label = "Generate"
 
+    wait: BoolProperty(
+        name="Wait", default=False, options={"SKIP_SAVE"},
+        description="Run the job to its end inside this call, printing progress (scripts and `blender -b`, "
+        "where timers do not run); the plane is built before it returns",
+    )  # fmt: skip
+    timeout: FloatProperty(name="Timeout", default=0.0, min=0.0, options={"SKIP_SAVE"},
+                           description="With Wait: give up (and cancel the job) after this many seconds; 0: never")
+
     def _start(self, context) -> bool:
         scene = context.scene
         try:
@@ -169,7 +177,17 @@ class PUPPET_OT_generate(bpy.types.Operator):
         return True
 
     def execute(self, context):
-        return {"FINISHED"} if self._start(context) else {"CANCELLED"}
+        if not self._start(context):
+            return {"CANCELLED"}
+        if not self.wait:
+            return {"FINISHED"}
+        props = generation.wait(context.scene, self.timeout or None, on_status=lambda text: print(f"Puppet-Master: {text}",
+                                                                                                  flush=True))
+        if props.job_state != "DONE":
+            self.report({"ERROR"}, props.job_error or f"the job ended {props.job_state.lower()}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Puppet-Master: done, frames in {props.result_folder}")
+        return {"FINISHED"}
 
 
 class PUPPET_OT_cancel(bpy.types.Operator):

@@ -72,3 +72,31 @@ def test_a_curved_eased_stroke_and_a_keyframed_timing_reach_the_model(addon_zip,
     xs = [x for x, _ in timed_path]
     assert xs == sorted(xs) and xs[1] - xs[0] < xs[7] - xs[6]  # Bezier keys: slow out of the first key
 
+
+
+def test_generate_wait_runs_the_job_to_its_end_in_a_script(addon_zip, tiny_server, tmp_path):
+    """`bpy.ops.puppet_master.generate(wait=True)`: what a batch script or `blender -b` needs, since
+    timers never run there."""
+    out = run_blender(
+        f"""
+        import contextlib, io
+        scene, cam, cube = setup_shot("{tiny_server}", steps=2)
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            result = bpy.ops.puppet_master.generate(wait=True)
+        props = scene.puppet_master
+        # a backend that is not there: the call returns with the error, it does not hang
+        prefs().endpoint = "tcp://127.0.0.1:9"
+        try:
+            bpy.ops.puppet_master.generate(wait=True, timeout=30)
+            down = ""
+        except RuntimeError as exc:
+            down = str(exc)
+        emit(result=sorted(result), state=props.job_state, plane=props.result_object is not None,
+             printed=printed.getvalue(), down=down)
+        """,
+        addon_zip, tmp_path, setup=PUMP, timeout=300,
+    )
+    assert out["result"] == ["FINISHED"] and out["plane"]
+    assert "Puppet-Master: Step" in out["printed"] and "Puppet-Master: Done: 14 frames" in out["printed"]
+    assert "No backend answers at tcp://127.0.0.1:9" in out["down"]
