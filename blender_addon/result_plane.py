@@ -14,6 +14,14 @@ PLANE_PREFIX = "PM Result"
 CLIP_START_FACTOR = 1.5
 #: at least this far in front of the camera, metres (when clip start is tiny)
 MIN_DEPTH = 0.1
+#: each further result of one camera sits this much nearer (a fraction of the depth), newest in front
+VARIANT_STEP = 0.02
+
+
+def camera_planes(scene: bpy.types.Scene, camera: bpy.types.Object) -> list[bpy.types.Object]:
+    """The result planes that belong to ``camera`` (its children marked as results), oldest first."""
+    planes = [o for o in scene.objects if o.get(RESULT_PLANE_KEY) and o.parent == camera]
+    return sorted(planes, key=lambda o: o.get("puppet_master_order", 0))
 
 
 def plane_depth(camera: bpy.types.Object) -> float:
@@ -52,8 +60,9 @@ def build_plane(
         raise ValueError(f"the camera {camera.name!r} is scaled to zero on one axis: set its scale to 1 "
                          "(a camera's scale does not change its render)")
     props = scene.puppet_master
-    if replace and props.result_object is not None:
-        remove_plane(props.result_object)
+    existing = camera_planes(scene, camera)
+    if replace and existing:  # this camera's newest result: another camera's shot keeps its own
+        remove_plane(existing.pop())
     image = bpy.data.images.load(str(frame_paths[0]), check_existing=False)
     image.name = f"{PLANE_PREFIX} {job_id[:8]}"
     image.source = "SEQUENCE"
@@ -62,7 +71,10 @@ def build_plane(
     count = len(frame_paths)
     material = _material(f"{PLANE_PREFIX} {job_id[:8]}", image, count, start)
 
-    depth = plane_depth(camera)
+    # a variant sits in front of this camera's earlier results (each at its own depth, none hidden
+    # inside another); its scale follows from the depth, so it still fills the square exactly
+    order = max((o.get("puppet_master_order", 0) for o in existing), default=0) + 1
+    depth = plane_depth(camera) * (1.0 - VARIANT_STEP * min(len(existing), 10))
     placement = camera_frame.result_plane(
         camera_frame_corners(scene, camera), depth, perspective=camera.data.type == "PERSP"
     )
@@ -85,6 +97,7 @@ def build_plane(
     plane.rotation_euler = (0.0, 0.0, 0.0)
     plane.scale = tuple(1.0 / s for s in scale)
     plane[RESULT_PLANE_KEY] = job_id
+    plane["puppet_master_order"] = order
     plane.visible_shadow = False
     scene.frame_end = max(scene.frame_end, start + count - 1)
     props.result_object = plane

@@ -41,3 +41,41 @@ def test_a_non_uniformly_scaled_camera_gets_an_unstretched_plane(addon_zip, tmp_
         for got, want in zip(corners, plain, strict=True):
             assert got == pytest.approx(want, abs=1e-5), scale
     assert "scaled to zero" in out["zero"] and "set its scale to 1" in out["zero"]
+
+
+def test_results_belong_to_their_camera_and_variants_stack_in_front(addon_zip, tmp_path):
+    out = run_blender(
+        """
+        from bpy_extras.object_utils import world_to_camera_view
+        result_plane = ext("result_plane")
+        scene, cam_a, cube = make_scene(resolution=(64, 64))
+        frame = bpy.data.images.new("grey", 8, 8)
+        path = os.path.join(os.environ["PM_WORKDIR"], "frame_0000.png")
+        frame.filepath_raw, frame.file_format = path, "PNG"
+        frame.save()
+        cam_b = bpy.data.objects.new("CamB", bpy.data.cameras.new("CamB"))
+        scene.collection.objects.link(cam_b)
+        cam_b.location, cam_b.rotation_euler = (4.0, 0.0, 0.0), (1.5707963, 0.0, 1.5707963)
+        def names(cam):
+            return [p[ext("reference").RESULT_PLANE_KEY] for p in result_plane.camera_planes(scene, cam)]
+        result_plane.build_plane(scene, [path], "a" * 32)                 # camera A
+        scene.camera = cam_b
+        result_plane.build_plane(scene, [path], "b" * 32)                 # camera B: A's stays
+        result_plane.build_plane(scene, [path], "c" * 32)                 # replaces B's only
+        variant = result_plane.build_plane(scene, [path], "d" * 32, replace=False)  # a variant on B
+        bpy.context.view_layer.update()
+        planes = result_plane.camera_planes(scene, cam_b)
+        depths = [(cam_b.matrix_world.inverted() @ p.matrix_world.translation).z for p in planes]
+        # every plane of B still covers B's square exactly: its corners project to the frame's corners
+        corners = [[list(world_to_camera_view(scene, cam_b, p.matrix_world @ v.co))[:2] for v in p.data.vertices]
+                   for p in planes]
+        emit(a=names(cam_a), b=names(cam_b), depths=depths, corners=corners, newest=variant.name)
+        """,
+        addon_zip, tmp_path,
+    )
+    assert out["a"] == ["a" * 32]
+    assert out["b"] == ["c" * 32, "d" * 32]
+    older, newer = out["depths"]
+    assert newer > older  # nearer the camera (depths are negative): the newest result in front
+    for plane in out["corners"]:
+        assert sorted((round(x, 4), round(y, 4)) for x, y in plane) == [(0, 0), (0, 1), (1, 0), (1, 1)]
