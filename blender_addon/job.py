@@ -101,6 +101,10 @@ def describe_backend_down(endpoint: str) -> str:
     )
 
 
+def _lost_text(silent_s: int) -> str:
+    return f"Backend not answering for {silent_s} s; waiting for it to come back..."
+
+
 class JobController:
     """Drives one job through a :class:`GenerationClient` it owns."""
 
@@ -110,6 +114,7 @@ class JobController:
         self.snapshot = JobSnapshot()
         self._request: str | None = None
         self._lost_since: float | None = None
+        self._silent_at_loss = 0.0
         self._cancel_pending = False
 
     # --- starting -------------------------------------------------------------------------
@@ -138,6 +143,11 @@ class JobController:
         for event in self.client.poll(0):
             self._apply(event)
         lost_for = 0.0 if self._lost_since is None else time.monotonic() - self._lost_since
+        if self._lost_since is not None and self.snapshot.state in (QUEUED, RUNNING):
+            silent = int(self._silent_at_loss + lost_for)
+            text = _lost_text(silent)
+            if self.snapshot.status != text:  # counts up, one second at a time
+                self._set(status=text)
         if lost_for > LOST_GIVE_UP_S and self.snapshot.active and self.snapshot.job_id:
             self._set(
                 state=ERROR, retryable=True,
@@ -195,10 +205,11 @@ class JobController:
                 self._set(status=f"{event.message}")
         elif isinstance(event, c.ConnectionLost) and state in ACTIVE_STATES:
             self._lost_since = time.monotonic()
+            self._silent_at_loss = float(event.silent_s or 0.0)
             if state in (SUBMITTING, FETCHING):
                 self._set(state=ERROR, error=describe_backend_down(self.endpoint), status="", retryable=True)
             else:
-                self._set(status=f"Backend not answering for {event.silent_s:.0f} s; waiting for it to come back...")
+                self._set(status=_lost_text(int(self._silent_at_loss)))
         elif isinstance(event, c.ConnectionRestored):
             self._lost_since = None
             if state in ACTIVE_STATES:

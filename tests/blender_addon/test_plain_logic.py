@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 
@@ -314,3 +315,43 @@ def test_job_journal_records_finishes_and_survives_damage(tmp_path):
     assert job_journal.latest_pending(root, "Other") is None
     job_journal.record(root, "d" * 32, "Other", "tcp://x:1")
     assert job_journal.latest_pending(root, "Other").job_id == "d" * 32
+
+
+def test_a_silent_backend_is_counted_up_in_the_status_and_the_job_goes_on(tmp_path):
+    """The broker is frozen (SIGSTOP) mid-job: the status says for how long, second by second; once
+    it is thawed the job finishes."""
+    import signal
+
+    from tests.server.server_helpers import ServerProcess
+
+    server = ServerProcess(tmp_path / "results").start()
+    client = GenerationClient(server.endpoint, server_timeout_s=0.5)
+    controller = job.JobController(server.endpoint, client=client)
+    try:
+        png = reference_image.encode_png(np.ones((32, 32, 3), np.float32))
+        controller.submit(png, [((0.5, 0.5), (0.6, 0.5))], job.GenerationSettings(steps=50))
+        deadline = time.monotonic() + 240
+        while controller.snapshot.state != job.RUNNING and time.monotonic() < deadline:
+            controller.poll()
+            time.sleep(0.02)
+        assert controller.snapshot.state == job.RUNNING, controller.snapshot
+        os.kill(server.process.pid, signal.SIGSTOP)
+        seen = []
+        try:
+            while len(seen) < 3 and time.monotonic() < deadline:
+                controller.poll()
+                text = controller.snapshot.status
+                if text.startswith("Backend not answering") and (not seen or seen[-1] != text):
+                    seen.append(text)
+                time.sleep(0.05)
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+        counts = [int(t.split("for ")[1].split(" s")[0]) for t in seen]
+        assert len(counts) == 3 and counts == sorted(counts) and counts[-1] > counts[0], seen
+        while controller.snapshot.active and time.monotonic() < deadline:
+            controller.poll()
+            time.sleep(0.05)
+        assert controller.snapshot.state == job.DONE, controller.snapshot
+    finally:
+        controller.close()
+        server.stop()
