@@ -208,7 +208,17 @@ def on_load_pre(*_args) -> None:
     runtime.STATE.controllers.clear()
 
 
-_HANDLERS = ((bpy.app.handlers.load_pre, on_load_pre), (bpy.app.handlers.load_post, on_load_post))
+@persistent
+def on_depsgraph_update(scene, _depsgraph=None) -> None:
+    """Result planes follow changes of the render resolution, the lens or the camera's scale."""
+    try:
+        result_plane.refit_planes(scene)
+    except (ValueError, ReferenceError, AttributeError, ZeroDivisionError) as exc:  # a half-deleted camera
+        log.debug("could not refit result planes: %s", exc)
+
+
+_HANDLERS = ((bpy.app.handlers.load_pre, on_load_pre), (bpy.app.handlers.load_post, on_load_post),
+             (bpy.app.handlers.depsgraph_update_post, on_depsgraph_update))
 
 
 def register() -> None:

@@ -74,13 +74,9 @@ def build_plane(
     # a variant sits in front of this camera's earlier results (each at its own depth, none hidden
     # inside another); its scale follows from the depth, so it still fills the square exactly
     order = max((o.get("puppet_master_order", 0) for o in existing), default=0) + 1
-    depth = plane_depth(camera) * (1.0 - VARIANT_STEP * min(len(existing), 10))
-    placement = camera_frame.result_plane(
-        camera_frame_corners(scene, camera), depth, perspective=camera.data.type == "PERSP"
-    )
-    half = placement.side / 2.0
+    depth_factor = 1.0 - VARIANT_STEP * min(len(existing), 10)
     mesh = bpy.data.meshes.new(f"{PLANE_PREFIX} {job_id[:8]}")
-    mesh.from_pydata([(-half, -half, 0), (half, -half, 0), (half, half, 0), (-half, half, 0)], [], [(0, 1, 2, 3)])
+    mesh.from_pydata([(-0.5, -0.5, 0), (0.5, -0.5, 0), (0.5, 0.5, 0), (-0.5, 0.5, 0)], [], [(0, 1, 2, 3)])
     uv = mesh.uv_layers.new(name="UVMap")
     for loop, coords in zip(mesh.loops, ((0, 0), (1, 0), (1, 1), (0, 1)), strict=True):
         uv.data[loop.index].uv = coords
@@ -90,19 +86,59 @@ def build_plane(
     scene.collection.objects.link(plane)
     plane.parent = camera
     plane.matrix_parent_inverse.identity()
+    plane[RESULT_PLANE_KEY] = job_id
+    plane["puppet_master_order"] = order
+    plane["puppet_master_depth_factor"] = depth_factor
+    fit_plane(scene, plane)
+    plane.visible_shadow = False
+    scene.frame_end = max(scene.frame_end, start + count - 1)
+    props.result_object = plane
+    bpy.context.view_layer.update()  # matrix_world is valid right away (scripts, tests, exporters)
+    return plane
+
+
+def fit_signature(scene: bpy.types.Scene, camera: bpy.types.Object) -> tuple:
+    """Everything the plane's placement depends on: render size and aspect, lens, sensor, shift, scale."""
+    r, c = scene.render, camera.data
+    return (r.resolution_x, r.resolution_y, r.pixel_aspect_x, r.pixel_aspect_y, c.type, c.lens, c.sensor_width,
+            c.sensor_height, c.sensor_fit, c.shift_x, c.shift_y, c.ortho_scale, c.clip_start,
+            tuple(round(s, 9) for s in camera.matrix_world.to_scale()))
+
+
+def fit_plane(scene: bpy.types.Scene, plane: bpy.types.Object) -> None:
+    """Size and place ``plane`` so it covers its camera's square exactly (again, after the render
+    resolution, the lens or the camera's scale changed)."""
+    camera = plane.parent
+    depth = plane_depth(camera) * float(plane.get("puppet_master_depth_factor", 1.0))
+    placement = camera_frame.result_plane(
+        camera_frame_corners(scene, camera), depth, perspective=camera.data.type == "PERSP"
+    )
+    half = placement.side / 2.0
+    for vertex, (x, y) in zip(plane.data.vertices, ((-half, -half), (half, -half), (half, half), (-half, half)),
+                              strict=True):
+        vertex.co = (x, y, 0.0)
+    plane.data.update()
     # a camera's object scale does not change its render, but a child inherits it: undo it so the
     # plane covers the square exactly whatever the camera's (or its parents') scale
     scale = camera.matrix_world.to_scale()
     plane.location = tuple(c / s for c, s in zip(placement.centre, scale, strict=True))
     plane.rotation_euler = (0.0, 0.0, 0.0)
     plane.scale = tuple(1.0 / s for s in scale)
-    plane[RESULT_PLANE_KEY] = job_id
-    plane["puppet_master_order"] = order
-    plane.visible_shadow = False
-    scene.frame_end = max(scene.frame_end, start + count - 1)
-    props.result_object = plane
-    bpy.context.view_layer.update()  # matrix_world is valid right away (scripts, tests, exporters)
-    return plane
+    _fitted[plane.name] = fit_signature(scene, camera)
+
+
+#: plane name -> the signature it was last fitted to (so the update handler only refits on a change)
+_fitted: dict[str, tuple] = {}
+
+
+def refit_planes(scene: bpy.types.Scene) -> int:
+    """Refit every result plane of ``scene`` whose camera or render changed; how many were refitted."""
+    count = 0
+    for plane in [o for o in scene.objects if o.get(RESULT_PLANE_KEY) and o.parent is not None]:
+        if plane.parent.type == "CAMERA" and _fitted.get(plane.name) != fit_signature(scene, plane.parent):
+            fit_plane(scene, plane)
+            count += 1
+    return count
 
 
 def remove_plane(plane: bpy.types.Object) -> None:

@@ -79,3 +79,36 @@ def test_results_belong_to_their_camera_and_variants_stack_in_front(addon_zip, t
     assert newer > older  # nearer the camera (depths are negative): the newest result in front
     for plane in out["corners"]:
         assert sorted((round(x, 4), round(y, 4)) for x, y in plane) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+
+
+def test_a_plane_follows_a_change_of_render_resolution_and_lens(addon_zip, tmp_path):
+    out = run_blender(
+        """
+        from bpy_extras.object_utils import world_to_camera_view
+        result_plane, camera_frame = ext("result_plane"), ext("camera_frame")
+        scene, cam, cube = make_scene(resolution=(96, 64))
+        frame = bpy.data.images.new("grey", 8, 8)
+        path = os.path.join(os.environ["PM_WORKDIR"], "frame_0000.png")
+        frame.filepath_raw, frame.file_format = path, "PNG"
+        frame.save()
+        plane = result_plane.build_plane(scene, [path], "a" * 32)
+        def covered():
+            bpy.context.view_layer.update()
+            r = scene.render
+            region = camera_frame.square_region(r.resolution_x, r.resolution_y)
+            got = sorted((round(p.x, 4), round(1 - p.y, 4)) for p in
+                         (world_to_camera_view(scene, cam, plane.matrix_world @ v.co) for v in plane.data.vertices))
+            want = sorted((round(u, 4), round(v, 4)) for u in (region.u0, region.u1) for v in (region.v0, region.v1))
+            return got, want
+        before = covered()
+        scene.render.resolution_x, scene.render.resolution_y = 64, 128  # portrait now
+        after_resolution = covered()
+        cam.data.lens = 85.0
+        after_lens = covered()
+        emit(before=before, after_resolution=after_resolution, after_lens=after_lens)
+        """,
+        addon_zip, tmp_path,
+    )
+    for name in ("before", "after_resolution", "after_lens"):
+        got, want = out[name]
+        assert got == want, name
