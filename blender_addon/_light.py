@@ -1,4 +1,4 @@
-"""The project's light shared modules (drags, protocol, client, cameras), wherever they are.
+"""The project's light shared modules (drags, protocol, client), wherever they are.
 
 The built extension carries byte-identical copies in ``vendor/puppet_master_light`` (see
 ``build.py``); a development checkout without that folder uses the installed ``puppet_master``.

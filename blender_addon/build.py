@@ -27,7 +27,7 @@ ADDON_DIR = ROOT / "blender_addon"
 MANIFEST = ROOT / "blender_manifest.toml"
 LIGHT_SOURCE = ROOT / "backend" / "puppet_master"
 #: the light shared modules copied into the extension
-LIGHT_MODULES = ("drags", "protocol", "client", "cameras")
+LIGHT_MODULES = ("drags", "protocol", "client")
 LIGHT_PACKAGE = Path("vendor") / "puppet_master_light"
 DEFAULT_WHEEL_CACHE = ADDON_DIR / "wheels"
 #: seconds one ``pip download`` may take

@@ -222,11 +222,13 @@ _HANDLERS = ((bpy.app.handlers.load_pre, on_load_pre), (bpy.app.handlers.load_po
 
 
 def register() -> None:
+    runtime.snapshot_handler = apply_snapshot
     for handlers, function in _HANDLERS:
         handlers.append(function)
 
 
 def unregister() -> None:
+    runtime.snapshot_handler = None
     for handlers, function in _HANDLERS:
         if function in handlers:
             handlers.remove(function)

@@ -6,11 +6,9 @@ timer can call it ten times a second; it returns a :class:`JobSnapshot` whenever
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from ._light import light_module
@@ -68,30 +66,13 @@ class JobSnapshot:
         return self.state in ACTIVE_STATES
 
 
-class ServerKeyError(ValueError):
-    """The server key setting is neither a Z85 public key nor a readable .key file."""
-
-
-#: length of a CurveZMQ public key in Z85 text
-Z85_KEY_CHARS = 40
+ServerKeyError = client_mod.ServerKeyError
 
 
 def resolve_server_key(setting: str) -> str | None:
     """The server's public key from the preference: Z85 text, a ``.key`` file path, or empty (no CURVE)."""
-    text = setting.strip()
-    if not text:
-        return None
-    path = Path(text).expanduser()
-    if not path.is_file():
-        if len(text) == Z85_KEY_CHARS:
-            return text
-        raise ServerKeyError(
-            f"the server key must be the 40-character public key or a .key file; {text[:12]!r}... is neither"
-        )
-    match = re.search(r'public-key\s*=\s*"([^"]{40})"', path.read_text(errors="replace"))
-    if match is None:
-        raise ServerKeyError(f"no public-key found in {path}")
-    return match.group(1)
+    key = client_mod.read_public_key(setting)
+    return None if key is None else key.decode()
 
 
 def describe_backend_down(endpoint: str) -> str:

@@ -12,8 +12,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ._light import light_module
+
 #: the model's frame size (pixels)
-MODEL_SIZE = 256
+MODEL_SIZE = light_module("protocol").FRAME_SIZE
 #: alpha at or below this counts as "nothing there" for the drag-off-object warning
 TRANSPARENT_ALPHA = 0.05
 

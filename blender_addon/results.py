@@ -9,8 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ._light import light_module
+
 #: frame file names: frame_0000.png, frame_0001.png, ... (Blender reads them as one sequence)
-FRAME_PATTERN = "frame_{:04d}.png"
+FRAME_PATTERN = light_module("protocol").FRAME_NAME
 #: what a job ran with, beside its frames (so a result can be reproduced)
 SETTINGS_FILE = "settings.json"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -65,10 +65,13 @@ def _redraw() -> None:
                 area.tag_redraw()
 
 
+#: called with (scene, snapshot) when a job's state changes; generation.register sets it (so this
+#: module does not import generation, which imports this one)
+snapshot_handler = None
+
+
 def tick() -> float | None:
     """Poll every job, the pending ping and the local backend; the next interval, or None when idle."""
-    from . import generation  # generation imports runtime
-
     changed = False
     for scene_name, controller in list(STATE.controllers.items()):
         scene = bpy.data.scenes.get(scene_name)
@@ -79,7 +82,8 @@ def tick() -> float | None:
         snapshot = controller.poll()
         if snapshot is not None:
             changed = True
-            generation.apply_snapshot(scene, snapshot)
+            if snapshot_handler is not None:
+                snapshot_handler(scene, snapshot)
         if not controller.snapshot.active:
             controller.close()
             STATE.controllers.pop(scene_name, None)

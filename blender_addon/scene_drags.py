@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import drag_paths
+from . import drag_paths, scene_sources
 from ._light import light_module
 
 drags_mod = light_module("drags")
@@ -62,8 +62,6 @@ def drag_trajectory(scene: bpy.types.Scene, index: int) -> list[Point] | None:
     Raises ValueError for a Custom timing without a usable Progress curve."""
     item = scene.puppet_master.drags[index]
     if item.source:  # the animation is the path and the timing, taken again now
-        from . import scene_sources
-
         try:
             path = scene_sources.apply_source(scene, item)
         except scene_sources.SourceError as exc:

@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
+import zmq.auth as zmq_auth
+import zmq.utils.z85
 
 from . import protocol
 from .protocol import JobSettings, ProtocolError
@@ -45,6 +47,37 @@ from .protocol import JobSettings, ProtocolError
 log = logging.getLogger(__name__)
 
 MAX_MESSAGES_PER_POLL = 200  # one poll() returns after this many messages, so a UI timer stays short
+#: length of a CurveZMQ public key in Z85 text
+Z85_KEY_CHARS = 40
+
+
+class ServerKeyError(ValueError):
+    """A server key that is neither a Z85 public key nor a readable key file; the message says which."""
+
+
+def read_public_key(key_or_path: str | bytes) -> bytes | None:
+    """A server's CURVE public key from its 40-character Z85 text or a ``.key``/``.key_secret``
+    file (as ``puppet-master keys`` writes them); None for an empty setting (no CURVE)."""
+    text = (key_or_path.decode() if isinstance(key_or_path, bytes) else str(key_or_path)).strip()
+    if not text:
+        return None
+    path = os.path.expanduser(text)
+    if not os.path.isfile(path):
+        if len(text) != Z85_KEY_CHARS:
+            raise ServerKeyError(f"the server key must be the {Z85_KEY_CHARS}-character public key or a .key file; "
+                                 f"{text[:12]!r}... is neither")
+        try:
+            zmq.utils.z85.decode(text)
+        except (ValueError, KeyError) as exc:
+            raise ServerKeyError(f"{text!r} is not a Z85 CURVE key") from exc
+        return text.encode()
+    try:
+        public, _ = zmq_auth.load_certificate(path)
+    except (OSError, ValueError) as exc:
+        raise ServerKeyError(f"cannot read a CURVE public key from {path}: {exc}") from exc
+    if not public:
+        raise ServerKeyError(f"no public-key found in {path}")
+    return public
 
 __all__ = [
     "Accepted", "Cancelled", "ConnectionLost", "ConnectionRestored", "Event", "GenerationClient", "JobError",

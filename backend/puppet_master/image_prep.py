@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from puppet_master import protocol
 from puppet_master.drags import DATA_MARGIN, DragError, active_mask
 
-FRAME_SIZE = 256
+FRAME_SIZE = protocol.FRAME_SIZE
 OBJECT_MARGIN = 2.2
 CROP_MODES = ("none", "object")
 WHITE = (255, 255, 255)

@@ -106,6 +106,10 @@ MAX_HEADER_BYTES = 64 * 1024  # bytes of the JSON header frame
 #: the largest frame any peer accepts (ZMQ_MAXMSGSIZE); bigger ones drop the connection
 MAX_FRAME_BYTES = MAX_IMAGE_BYTES + 1024 * 1024
 MAX_RESULT_FRAMES = 64  # binary frames in a RESULT
+#: the model's frames are FRAME_SIZE x FRAME_SIZE pixels; a result's frames are saved as FRAME_NAME
+#: (frame_0000.png, ...: one image sequence for Blender) by generate, the server and the add-on
+FRAME_SIZE = 256
+FRAME_NAME = "frame_{:04d}.png"
 MAX_DRAGS = drags.MAX_DRAGS  # the model's drag slots: one number for the whole project
 MIN_STEPS, MAX_STEPS = 1, 200
 MAX_GUIDANCE = 100.0

@@ -13,8 +13,6 @@ from pathlib import Path
 import zmq
 import zmq.auth
 
-Z85_KEY_CHARS = 40
-
 
 class SecurityError(ValueError):
     """A bind or a key that cannot be used; the message says why and what to do."""
@@ -70,24 +68,17 @@ def load_secret(path: str | Path) -> tuple[bytes, bytes]:
 
 
 def load_public(key_or_path: str | bytes) -> bytes:
-    """A server public key from its Z85 text or from a ``.key``/``.key_secret`` file."""
-    if isinstance(key_or_path, bytes):
-        key_or_path = key_or_path.decode()
-    text = key_or_path.strip()
-    if len(text) == Z85_KEY_CHARS and not Path(text).expanduser().exists():
-        try:
-            zmq.utils.z85.decode(text)
-        except (ValueError, KeyError) as exc:
-            raise SecurityError(f"{text!r} is not a Z85 CURVE key") from exc
-        return text.encode()
-    path = Path(text).expanduser()
-    if not path.is_file():
-        raise SecurityError(f"server key {text!r} is neither a 40-character Z85 key nor a key file")
+    """A server public key from its Z85 text or from a ``.key``/``.key_secret`` file
+    (:func:`puppet_master.client.read_public_key`, the one reader the add-on uses too)."""
+    from puppet_master.client import ServerKeyError, read_public_key
+
     try:
-        public, _ = zmq.auth.load_certificate(path)
-    except (OSError, ValueError) as exc:
-        raise SecurityError(f"cannot read a CURVE public key from {path}: {exc}") from exc
-    return public
+        key = read_public_key(key_or_path)
+    except ServerKeyError as exc:
+        raise SecurityError(str(exc)) from None
+    if key is None:
+        raise SecurityError("the server key is empty: give the 40-character public key or its .key file")
+    return key
 
 
 def create_keys(out_dir: str | Path, name: str = "server") -> tuple[Path, Path]:
