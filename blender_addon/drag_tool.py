@@ -2,7 +2,7 @@
 
 import bpy
 
-from . import drag_editing, overlay_draw, scene_drags
+from . import anchors, drag_editing, overlay_draw, scene_drags
 from ._light import light_module
 from .operators import update_drag_warning
 
@@ -29,8 +29,11 @@ def editor_to_scene(editor: drag_editing.DragEditor, scene) -> None:
         if item.source and (tuple(item.start), tuple(item.end)) == (start, end):
             continue  # a drag from the scene's animation the tool did not touch
         item.source = ""  # edited by hand: it no longer follows its object
+        moved_start = tuple(item.start) != start or item.anchor_object is None
         item.start, item.end = start, end
         scene_drags.set_shape(item, shape)
+        if moved_start:
+            anchors.anchor_drag(scene, item)
     props.active_drag = editor.active
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import bpy
 from bpy.app.handlers import persistent
 
-from . import job, job_journal, preferences, reference, result_plane, results, runtime
+from . import anchors, job, job_journal, preferences, reference, result_plane, results, runtime
 from ._light import light_module
 from .scene_drags import scene_drag_list
 
@@ -213,8 +213,12 @@ def on_depsgraph_update(scene, _depsgraph=None) -> None:
     """Result planes follow changes of the render resolution, the lens or the camera's scale."""
     try:
         result_plane.refit_planes(scene)
+        _moved, outside = anchors.reproject(scene)
+        warning = anchors.outside_warning(outside)
+        if scene.puppet_master.anchor_warning != warning:
+            scene.puppet_master.anchor_warning = warning
     except (ValueError, ReferenceError, AttributeError, ZeroDivisionError) as exc:  # a half-deleted camera
-        log.debug("could not refit result planes: %s", exc)
+        log.debug("could not refit result planes or drags: %s", exc)
 
 
 _HANDLERS = ((bpy.app.handlers.load_pre, on_load_pre), (bpy.app.handlers.load_post, on_load_post),

@@ -4,7 +4,17 @@
 import bpy
 from bpy.props import BoolProperty, FloatProperty, IntProperty, StringProperty
 
-from . import backend_process, camera_frame, generation, job, preferences, reference, reference_image, runtime
+from . import (
+    anchors,
+    backend_process,
+    camera_frame,
+    generation,
+    job,
+    preferences,
+    reference,
+    reference_image,
+    runtime,
+)
 from ._light import light_module
 from .drag_editing import new_drag_position
 
@@ -59,6 +69,7 @@ class PUPPET_OT_drag_add(bpy.types.Operator):
             return {"CANCELLED"}
         drag = props.drags.add()
         drag.start, drag.end = new_drag_position(len(props.drags) - 1)
+        anchors.anchor_drag(context.scene, drag)
         props.active_drag = len(props.drags) - 1
         update_drag_warning(context.scene, self)
         return {"FINISHED"}

@@ -59,6 +59,8 @@ class PUPPET_PT_main(bpy.types.Panel):
                 box.label(text=f"Drag {props.active_drag + 1} is curved ({len(item.shape)} points)", icon="IPO_BEZIER")
         if props.drag_warning:
             box.label(text=props.drag_warning, icon="ERROR")
+        if props.anchor_warning:
+            box.label(text=props.anchor_warning, icon="ERROR")
 
         box = layout.box()
         box.label(text="Generate", icon="SEQUENCE")

@@ -67,6 +67,12 @@ class PUPPET_PG_drag(bpy.types.PropertyGroup):
         "its path is taken again from the animation at every Generate",
     )  # fmt: skip
     source_start: IntProperty(name="Source Start Frame", default=1)
+    anchor_object: PointerProperty(
+        name="Anchor", type=bpy.types.Object,
+        description="The object the drag was drawn on: the drag follows this surface point when the camera, "
+        "lens or resolution changes",
+    )  # fmt: skip
+    anchor_co: FloatVectorProperty(name="Anchor Point", size=3, description="The anchor, in the object's own coordinates")
     source_frames: IntProperty(name="Source Frames", default=14, min=2, max=10000)
 
 
@@ -84,6 +90,7 @@ class PUPPET_PG_scene(bpy.types.PropertyGroup):
     reference_note: StringProperty(name="Reference Note", default="")
     reference_warning: StringProperty(name="Reference Warning", default="")
     drag_warning: StringProperty(name="Drag Warning", default="")
+    anchor_warning: StringProperty(name="Anchor Warning", default="")
     reference_size: IntProperty(name="Reference Size", default=256, min=64, max=1024, subtype="PIXEL")
 
     use_scene_settings: BoolProperty(
