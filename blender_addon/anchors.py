@@ -10,6 +10,7 @@ import bpy
 from mathutils import Vector
 
 from . import camera_frame, drag_paths, scene_sources
+from .scene_drags import shot_indices
 
 #: a start that moves less than this (square fractions) is left alone (no update loops)
 MOVE_EPSILON = 1e-6
@@ -54,7 +55,8 @@ def reproject(scene: bpy.types.Scene) -> tuple[int, list[int]]:
     camera = scene.camera
     if camera is None or camera.type != "CAMERA":
         return 0, []
-    for index, item in enumerate(scene.puppet_master.drags):
+    drags = scene.puppet_master.drags
+    for index, item in enumerate(drags[i] for i in shot_indices(scene)):  # index: the drag's place in the shot
         if item.anchor_object is None or item.source:
             continue
         world = item.anchor_object.matrix_world @ Vector(item.anchor_co)

@@ -44,6 +44,8 @@ class DragEditor:
     active: int = 0
     grab: tuple[int, str] | None = None
     shapes: list[list[Point]] = field(default_factory=list)
+    #: what each drag is to the caller (e.g. its index in the scene's list; None for one the tool added)
+    keys: list = field(default_factory=list)
     #: True when the last release dropped a new drag that had no length (a click)
     discarded: bool = False
     _adding: bool = field(default=False, repr=False)
@@ -53,6 +55,7 @@ class DragEditor:
         shapes = list(self.shapes) + [None] * (len(self.drags) - len(self.shapes))
         self.shapes = [list(shape) if shape and len(shape) > 2 else [start, end]
                        for (start, end), shape in zip(self.drags, shapes, strict=False)]
+        self.keys = list(self.keys) + [None] * (len(self.drags) - len(self.keys))
 
     def _shapes_for_picking(self, mapping: SquareMapping):
         return arrow_shapes(mapping, self.drags, self.shapes)
@@ -71,6 +74,7 @@ class DragEditor:
         point = clamp_unit(*mapping.from_region(px, py))
         self.drags.append((point, point))
         self.shapes.append([point, point])
+        self.keys.append(None)
         self.active = len(self.drags) - 1
         self.grab = (self.active, "end")
         self._adding = True
@@ -112,6 +116,7 @@ class DragEditor:
             if ((x1 - x0) ** 2 + (y1 - y0) ** 2) ** 0.5 < MIN_DRAG_PX:
                 del self.drags[index]
                 del self.shapes[index]
+                del self.keys[index]
                 self.active = max(0, min(self.active, len(self.drags) - 1))
                 self.discarded = True
             else:
@@ -129,6 +134,7 @@ class DragEditor:
             return None
         del self.drags[hit[0]]
         del self.shapes[hit[0]]
+        del self.keys[hit[0]]
         self.grab = None
         self.active = max(0, min(self.active, len(self.drags) - 1))
         return hit[0]

@@ -13,19 +13,29 @@ PASS_THROUGH = {"MIDDLEMOUSE", "WHEELUPMOUSE", "WHEELDOWNMOUSE", "TRACKPADPAN", 
 
 
 def editor_from_scene(scene) -> drag_editing.DragEditor:
+    """The active camera's drags, keyed by their index in the scene's list."""
     props = scene.puppet_master
-    drags = [(tuple(d.start), tuple(d.end)) for d in props.drags]
-    shapes = [scene_drags.drag_shape(d) for d in props.drags]
-    return drag_editing.DragEditor(drags, drags_mod.MAX_DRAGS, active=props.active_drag, shapes=shapes)
+    indices = scene_drags.shot_indices(scene)
+    items = [props.drags[i] for i in indices]
+    drags = [(tuple(d.start), tuple(d.end)) for d in items]
+    shapes = [scene_drags.drag_shape(d) for d in items]
+    active = indices.index(props.active_drag) if props.active_drag in indices else 0
+    return drag_editing.DragEditor(drags, drags_mod.MAX_DRAGS, active=active, shapes=shapes, keys=list(indices))
 
 
 def editor_to_scene(editor: drag_editing.DragEditor, scene) -> None:
+    """Write the editor's drags back: deleted ones removed, new ones added to the active camera's
+    shot, the others (timing, anchor, source kept) updated; other cameras' drags untouched."""
     props = scene.puppet_master
-    while len(props.drags) > len(editor.drags):
-        props.drags.remove(len(props.drags) - 1)
-    while len(props.drags) < len(editor.drags):
-        props.drags.add()
-    for item, (start, end), shape in zip(props.drags, editor.drags, editor.shapes, strict=True):
+    kept = {k for k in editor.keys if k is not None}
+    removed = sorted((i for i in scene_drags.shot_indices(scene) if i not in kept), reverse=True)
+    for index in removed:
+        props.drags.remove(index)
+    indices = [None if k is None else k - sum(1 for r in removed if r < k) for k in editor.keys]
+    indices = [scene_drags.new_drag(scene) if i is None else i for i in indices]  # items are fetched afresh below
+    editor.keys = list(indices)
+    for index, (start, end), shape in zip(indices, editor.drags, editor.shapes, strict=True):
+        item = props.drags[index]
         if item.source and (tuple(item.start), tuple(item.end)) == (start, end):
             continue  # a drag from the scene's animation the tool did not touch
         item.source = ""  # edited by hand: it no longer follows its object
@@ -34,7 +44,7 @@ def editor_to_scene(editor: drag_editing.DragEditor, scene) -> None:
         scene_drags.set_shape(item, shape)
         if moved_start:
             anchors.anchor_drag(scene, item)
-    props.active_drag = editor.active
+    props.active_drag = indices[editor.active] if indices else 0
 
 
 class PUPPET_OT_draw_drags(bpy.types.Operator):

@@ -10,7 +10,7 @@ from bpy.app.handlers import persistent
 
 from . import anchors, job, job_journal, preferences, reference, result_plane, results, runtime
 from ._light import light_module
-from .scene_drags import scene_drag_list
+from .scene_drags import scene_drag_list, shot_indices
 
 drags_mod = light_module("drags")
 protocol = light_module("protocol")
@@ -22,7 +22,7 @@ class GenerateError(RuntimeError):
 
 
 def scene_drags(scene: bpy.types.Scene) -> list:
-    if not scene.puppet_master.drags:
+    if not shot_indices(scene):
         raise GenerateError("draw at least one drag (Draw Drags) before generating")
     try:
         drags = scene_drag_list(scene)

@@ -14,6 +14,7 @@ from . import (
     reference,
     reference_image,
     runtime,
+    scene_drags,
 )
 from ._light import light_module
 from .drag_editing import new_drag_position
@@ -64,13 +65,15 @@ class PUPPET_OT_drag_add(bpy.types.Operator):
 
     def execute(self, context):
         props = context.scene.puppet_master
-        if len(props.drags) >= drags_mod.MAX_DRAGS:
+        count = len(scene_drags.shot_indices(context.scene))
+        if count >= drags_mod.MAX_DRAGS:
             self.report({"ERROR"}, f"the model takes at most {drags_mod.MAX_DRAGS} drags")
             return {"CANCELLED"}
-        drag = props.drags.add()
-        drag.start, drag.end = new_drag_position(len(props.drags) - 1)
+        index = scene_drags.new_drag(context.scene)
+        drag = props.drags[index]
+        drag.start, drag.end = new_drag_position(count)
         anchors.anchor_drag(context.scene, drag)
-        props.active_drag = len(props.drags) - 1
+        props.active_drag = index
         update_drag_warning(context.scene, self)
         return {"FINISHED"}
 
@@ -106,24 +109,25 @@ class PUPPET_OT_drag_from_object(bpy.types.Operator):
 
         scene = context.scene
         props = scene.puppet_master
-        if len(props.drags) >= drags_mod.MAX_DRAGS:
+        if len(scene_drags.shot_indices(scene)) >= drags_mod.MAX_DRAGS:
             self.report({"ERROR"}, f"the model takes at most {drags_mod.MAX_DRAGS} drags")
             return {"CANCELLED"}
         target = self.target or _active_target(context)
         if not target:
             self.report({"ERROR"}, "select the object (or pose bone) to follow, or give its name as the target")
             return {"CANCELLED"}
-        item = props.drags.add()
+        index = scene_drags.new_drag(scene)
+        item = props.drags[index]
         item.source = target
         item.source_start = scene.frame_current if self.frame_start < 0 else self.frame_start
         item.source_frames = self.frame_count
         try:
             scene_sources.apply_source(scene, item)
         except (scene_sources.SourceError, camera_frame.CameraFrameError) as exc:
-            props.drags.remove(len(props.drags) - 1)
+            props.drags.remove(index)
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        props.active_drag = len(props.drags) - 1
+        props.active_drag = index
         update_drag_warning(scene, self)
         return {"FINISHED"}
 

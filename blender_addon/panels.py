@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import bpy
 
-from . import job, runtime
+from . import job, runtime, scene_drags
 
 
 class PUPPET_UL_drags(bpy.types.UIList):
+    """The active camera's drags (each camera keeps its own)."""
+
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0):
         row = layout.row(align=True)
-        row.label(text=f"{index + 1}")
+        shot = scene_drags.shot_indices(context.scene)
+        row.label(text=f"{shot.index(index) + 1 if index in shot else '-'}")
         row.prop(item, "start", text="")
         row.label(icon="FORWARD")
         row.prop(item, "end", text="")
+
+    def filter_items(self, context, data, propname):
+        shot = set(scene_drags.shot_indices(context.scene))
+        items = getattr(data, propname)
+        return [self.bitflag_filter_item if i in shot else 0 for i in range(len(items))], []
 
 
 class PUPPET_PT_main(bpy.types.Panel):
@@ -37,7 +45,9 @@ class PUPPET_PT_main(bpy.types.Panel):
             box.label(text=props.reference_warning, icon="ERROR")
 
         box = layout.box()
-        box.label(text=f"Drags ({len(props.drags)}/5)", icon="CON_TRACKTO")
+        camera = context.scene.camera
+        shot = scene_drags.shot_indices(context.scene)
+        box.label(text=f"Drags ({len(shot)}/5){f' of {camera.name}' if camera else ''}", icon="CON_TRACKTO")
         box.operator("puppet_master.draw_drags", icon="GREASEPENCIL")
         row = box.row()
         row.template_list("PUPPET_UL_drags", "", props, "drags", props, "active_drag", rows=3)
@@ -45,7 +55,7 @@ class PUPPET_PT_main(bpy.types.Panel):
         col.operator("puppet_master.drag_add", icon="ADD", text="")
         col.operator("puppet_master.drag_from_object", icon="OBJECT_DATA", text="")
         col.operator("puppet_master.drag_remove", icon="REMOVE", text="").index = -1
-        if 0 <= props.active_drag < len(props.drags):
+        if props.active_drag in shot:
             item = props.drags[props.active_drag]
             if not item.source:
                 row = box.row(align=True)
@@ -53,10 +63,10 @@ class PUPPET_PT_main(bpy.types.Panel):
                 if item.timing == "CUSTOM":
                     row.prop(item, "progress")
             if item.source:
-                box.label(text=f"Drag {props.active_drag + 1} follows {item.source} (frames {item.source_start}-"
+                box.label(text=f"Drag {shot.index(props.active_drag) + 1} follows {item.source} (frames {item.source_start}-"
                           f"{item.source_start + item.source_frames - 1})", icon="OBJECT_DATA")
             elif len(item.shape) > 2:
-                box.label(text=f"Drag {props.active_drag + 1} is curved ({len(item.shape)} points)", icon="IPO_BEZIER")
+                box.label(text=f"Drag {shot.index(props.active_drag) + 1} is curved ({len(item.shape)} points)", icon="IPO_BEZIER")
         if props.drag_warning:
             box.label(text=props.drag_warning, icon="ERROR")
         if props.anchor_warning:

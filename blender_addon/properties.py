@@ -67,6 +67,10 @@ class PUPPET_PG_drag(bpy.types.PropertyGroup):
         "its path is taken again from the animation at every Generate",
     )  # fmt: skip
     source_start: IntProperty(name="Source Start Frame", default=1)
+    camera: PointerProperty(
+        name="Camera", type=bpy.types.Object,
+        description="The camera whose shot this drag belongs to (each camera keeps its own drags)",
+    )  # fmt: skip
     anchor_object: PointerProperty(
         name="Anchor", type=bpy.types.Object,
         description="The object the drag was drawn on: the drag follows this surface point when the camera, "

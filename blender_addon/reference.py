@@ -9,6 +9,7 @@ import bpy
 import numpy as np
 
 from . import camera_frame, reference_image
+from .scene_drags import shot_drags
 
 REFERENCE_NAME = "PM Reference"
 #: the custom property that marks a result plane (set by result_plane.build_plane)
@@ -159,7 +160,7 @@ def off_object_drags(scene: bpy.types.Scene) -> list[int]:
     alpha = reference_alpha(scene)
     if alpha is None:
         return []
-    starts = [tuple(d.start) for d in scene.puppet_master.drags]
+    starts = [tuple(d.start) for d in shot_drags(scene)]
     return reference_image.drags_off_object(alpha, starts)
 
 

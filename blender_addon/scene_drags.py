@@ -13,6 +13,26 @@ drags_mod = light_module("drags")
 Point = tuple[float, float]
 
 
+def shot_indices(scene: bpy.types.Scene) -> list[int]:
+    """Indices (in the scene's drag list) of the drags of the active camera's shot: drags belong to
+    the camera they were drawn for (a drag with no camera, drawn before that, belongs to every one)."""
+    camera = scene.camera
+    return [i for i, d in enumerate(scene.puppet_master.drags) if d.camera is None or d.camera == camera]
+
+
+def shot_drags(scene: bpy.types.Scene) -> list:
+    """The active camera's drag items, in order (drag 1, 2, ... of its shot)."""
+    drags = scene.puppet_master.drags
+    return [drags[i] for i in shot_indices(scene)]
+
+
+def new_drag(scene: bpy.types.Scene):
+    """A new drag item of the active camera's shot; returns its index in the scene's list."""
+    drags = scene.puppet_master.drags
+    drags.add().camera = scene.camera
+    return len(drags) - 1
+
+
 def drag_shape(item) -> list[Point]:
     """A drag's shape: its stored curve carried to its current start and end, or the straight line."""
     start, end = tuple(item.start), tuple(item.end)
@@ -56,16 +76,18 @@ def custom_samples(scene: bpy.types.Scene, index: int) -> list[float] | None:
     return [curve.evaluate(first + k) for k in range(drag_paths.NUM_FRAMES)]
 
 
-def drag_trajectory(scene: bpy.types.Scene, index: int) -> list[Point] | None:
-    """The 14 positions of drag ``index``; None for a straight, linear drag (sent as start -> end).
+def drag_trajectory(scene: bpy.types.Scene, index: int, number: int | None = None) -> list[Point] | None:
+    """The 14 positions of the drag at ``index`` in the scene's list (``number``: its place in the
+    shot, for messages); None for a straight, linear drag (sent as start -> end).
 
     Raises ValueError for a Custom timing without a usable Progress curve."""
     item = scene.puppet_master.drags[index]
+    number = index + 1 if number is None else number
     if item.source:  # the animation is the path and the timing, taken again now
         try:
             path = scene_sources.apply_source(scene, item)
         except scene_sources.SourceError as exc:
-            raise ValueError(f"drag {index + 1} (from {item.source}): {exc}") from exc
+            raise ValueError(f"drag {number} (from {item.source}): {exc}") from exc
         return [(min(1.0, max(0.0, x)), min(1.0, max(0.0, y))) for x, y in path]
     shape = drag_shape(item)
     if len(shape) == 2 and item.timing == "LINEAR":
@@ -74,18 +96,19 @@ def drag_trajectory(scene: bpy.types.Scene, index: int) -> list[Point] | None:
     if item.timing == "CUSTOM":
         custom = custom_samples(scene, index)
         if custom is None:
-            raise ValueError(f"drag {index + 1} has a Custom timing but its Progress is not keyframed: keyframe "
+            raise ValueError(f"drag {number} has a Custom timing but its Progress is not keyframed: keyframe "
                              "Progress over the 14 frames from the current frame, or pick another timing")
     return [(min(1.0, max(0.0, x)), min(1.0, max(0.0, y)))
             for x, y in drag_paths.trajectory(shape, item.timing, custom)]
 
 
 def scene_drag_list(scene: bpy.types.Scene) -> list:
-    """The scene's drags as ``drags.Drag`` (with a path where curved or timed); ValueError names a
-    drag that cannot be used."""
+    """The active camera's drags as ``drags.Drag`` (with a path where curved or timed); ValueError
+    names a drag that cannot be used."""
     out = []
-    for index, item in enumerate(scene.puppet_master.drags):
-        path = drag_trajectory(scene, index)
+    for number, index in enumerate(shot_indices(scene), start=1):
+        item = scene.puppet_master.drags[index]
+        path = drag_trajectory(scene, index, number)
         out.append(drags_mod.Drag(tuple(item.start), tuple(item.end)) if path is None
                    else drags_mod.Drag.from_path(path))
     return out
@@ -95,7 +118,8 @@ def overlay_data(scene: bpy.types.Scene) -> tuple[list, list, list]:
     """``(drags, shapes, trajectories)`` for the overlay: every drag's ends, shape and frame positions
     (a Custom timing without a curve shows linear ticks)."""
     drags, shapes, trajectories = [], [], []
-    for index, item in enumerate(scene.puppet_master.drags):
+    for index in shot_indices(scene):
+        item = scene.puppet_master.drags[index]
         if item.source and len(item.shape) > 2:  # as last taken from its animation (draw code cannot move frames)
             stored = [tuple(p.co) for p in item.shape]
             drags.append((tuple(item.start), tuple(item.end)))

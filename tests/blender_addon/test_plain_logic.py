@@ -293,7 +293,7 @@ def test_server_key_from_text_or_key_file(tmp_path):
     with pytest.raises(job.ServerKeyError, match=r"40-character public key or a \.key file"):
         job.resolve_server_key("too-short")
     (tmp_path / "empty.key").write_text("metadata\n")
-    with pytest.raises(job.ServerKeyError, match="(?i)no public.key found"):
+    with pytest.raises(job.ServerKeyError, match=r"(?i)no public.key found"):
         job.resolve_server_key(str(tmp_path / "empty.key"))
 
 
