@@ -1,9 +1,9 @@
 """Puppet-Master for Blender: drag parts of an object in the camera view and generate their motion.
 
-Blender-facing modules (operators, panels, properties, overlay drawing) stay thin; the logic is in
-plain-Python modules that never import bpy (camera_frame, overlay_geometry, job, results,
-reference_image, backend_process). The Blender-facing modules load in ``register`` so that the
-plain modules can be imported (and tested) without bpy.
+As Blender's glTF add-on does it: the Blender-facing modules (``blender/``: operators, panels,
+properties, overlay drawing, handlers) stay thin; the logic is in ``core/``, plain Python that never
+imports bpy (camera_frame, overlay_geometry, drag_paths, drag_editing, job, results, ...). The
+Blender-facing modules load in ``register`` so that the core can be imported (and tested) without bpy.
 
 Each Blender-facing module has a ``classes`` tuple (registered here, in order) and may have
 ``register``/``unregister`` for the rest (properties on Scene, handlers, draw callbacks).
@@ -17,7 +17,7 @@ _modules: list = []
 def register() -> None:
     import bpy
 
-    from . import (
+    from .blender import (
         drag_tool,
         generation,
         model_operators,
@@ -39,7 +39,7 @@ def register() -> None:
 def unregister() -> None:
     import bpy
 
-    from . import runtime
+    from .blender import runtime
 
     runtime.shutdown()
     for module in reversed(_modules):

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "blender_addon"))  # build.py
-import build  # noqa: E402, F401 (re-exported for conftest)
+sys.path.insert(0, str(ROOT / "tools"))  # build_extension.py
+import build_extension as build  # noqa: E402, F401 (re-exported for conftest)
 
 sys.path.pop(0)
 

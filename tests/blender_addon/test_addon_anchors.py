@@ -13,7 +13,7 @@ def test_an_anchored_drag_follows_its_surface_point(addon_zip, tmp_path):
     out = run_blender(
         """
         from mathutils import Vector
-        scene_sources = ext("scene_sources")
+        scene_sources = ext("blender.scene_sources")
         scene, cam, cube = make_scene(resolution=(96, 64))
         props = scene.puppet_master
         assert bpy.ops.puppet_master.drag_add() == {"FINISHED"}  # at the frame's centre: on the cube

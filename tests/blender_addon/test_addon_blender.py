@@ -29,7 +29,8 @@ def test_zip_validates_and_carries_identical_light_modules(addon_zip):
             assert hashlib.sha256(copied).digest() == hashlib.sha256(source.read_bytes()).digest(), name
         manifest = tomllib.loads(archive.read("blender_manifest.toml").decode())
         sources = [n for n in names if n.endswith(".py") and not n.startswith("vendor/")]
-        assert "__init__.py" in sources and "build.py" not in sources
+        assert {"__init__.py", "blender/runtime.py", "core/job.py"} <= set(sources)
+        assert not any("build" in n for n in sources) and not any("cameras" in n for n in names)
         for name in sources:  # the add-on never imports torch or the heavy backend
             text = archive.read(name).decode()
             assert "import torch" not in text and "from puppet_master" not in text, name
@@ -56,7 +57,7 @@ def test_install_enable_and_register_twice(addon_zip, tmp_path):
     out = run_blender(
         """
         import addon_utils
-        light = ext("_light")
+        light = ext("core._light")
         state = []
         def snapshot():
             return {
@@ -118,8 +119,8 @@ def test_reference_render_square_and_centred_square_and_off_object_warning(addon
         """
         import numpy as np
         from bpy_extras.object_utils import world_to_camera_view
-        ri = ext("reference")
-        cf = ext("camera_frame")
+        ri = ext("blender.reference")
+        cf = ext("core.camera_frame")
         results = {}
         for label, resolution, shift in (("square", (64, 64), 0.0), ("wide", (160, 90), 0.08)):
             scene, cam, cube = make_scene(resolution=resolution)
@@ -179,7 +180,7 @@ def test_overlay_geometry_matches_blender_and_the_shared_camera_convention(addon
         import numpy as np
         from bpy_extras import view3d_utils
         from bpy_extras.object_utils import world_to_camera_view
-        cf, og = ext("camera_frame"), ext("overlay_geometry")
+        cf, og = ext("core.camera_frame"), ext("core.overlay_geometry")
         from puppet_master import cameras  # the shared convention itself (the add-on does not ship it)
         out = {}
         for label, resolution, shift in (("square", (64, 64), 0.0), ("wide", (160, 90), 0.1)):
@@ -230,7 +231,7 @@ def test_generate_with_backend_down_reports_a_clear_error(addon_zip, tmp_path):
         f"""
         scene, cam, cube = make_scene()
         prefs().endpoint = "{endpoint}"
-        runtime = ext("runtime")
+        runtime = ext("blender.runtime")
         # Generate without reference or drags: refused with a reason (an operator ERROR report,
         # which bpy.ops raises as RuntimeError when called from Python), nothing sent
         def call_generate():
@@ -283,7 +284,7 @@ def test_local_backend_failure_shows_its_log(addon_zip, tmp_path):
     fake_python.chmod(0o755)
     out = run_blender(
         f"""
-        runtime = ext("runtime")
+        runtime = ext("blender.runtime")
         p = prefs()
         p.backend_python = {str(fake_python)!r}
         p.backend_model_args = "--model /missing"
@@ -315,7 +316,7 @@ def test_drag_tool_modal_draws_moves_deletes_and_warns_off_object(addon_zip, tmp
     out = run_blender(
         """
         from types import SimpleNamespace
-        dt = ext("drag_tool")
+        dt = ext("blender.drag_tool")
         scene, cam, cube = make_scene(resolution=(64, 64))
         scene.puppet_master.reference_size = 64
         bpy.ops.puppet_master.render_reference()
@@ -378,7 +379,7 @@ def test_panel_preferences_and_status_bar_draw_valid_ui(addon_zip, tmp_path):
     out = run_blender(
         """
         from types import SimpleNamespace
-        panels, runtime, job = ext("panels"), ext("runtime"), ext("job")
+        panels, runtime, job = ext("blender.panels"), ext("blender.runtime"), ext("core.job")
         icons = set(bpy.types.UILayout.bl_rna.functions["prop"].parameters["icon"].enum_items.keys())
         problems, seen = [], []
         class Layout:
@@ -436,7 +437,7 @@ def test_panel_preferences_and_status_bar_draw_valid_ui(addon_zip, tmp_path):
         type(prefs()).draw(PrefsDrawn(), context)
         prefs_idle = list(seen); seen.clear()
         # while a model download runs: its progress and Cancel
-        md = ext("model_download")
+        md = ext("core.model_download")
         runtime.STATE.download.status = md.DownloadStatus(state="RUNNING", fraction=0.3, text="Downloading vae: 3 MB")
         runtime.STATE.models.set([{"name": "puppet-master", "default": True, "bytes": 5e9, "dtype": "float16",
                                    "licences": ["CC-BY-NC-SA-4.0"]}])

@@ -14,7 +14,7 @@ from tests.pipeline.hub_standin import SPACE, SVD_REPO, StandInHub, build_repos,
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 
 PUMP = f"""
-runtime = ext("runtime")
+runtime = ext("blender.runtime")
 p = prefs()
 p.backend_python = {sys.executable!r}
 p.download_args = "--svd-repo {SVD_REPO} --checkpoint-repo {SPACE}"
@@ -66,7 +66,7 @@ def test_download_model_shows_progress_then_the_installed_model(addon_zip, hub, 
         started = time.monotonic() - t0
         states, fractions = pump(lambda s: not s.active)
         status = runtime.STATE.download.status
-        models = ext("model_download").model_lines(runtime.STATE.models.models)
+        models = ext("core.model_download").model_lines(runtime.STATE.models.models)
         # Refresh asks the backend itself (puppet-master info) and finds the same model
         runtime.STATE.models.models = []
         assert bpy.ops.puppet_master.models_refresh() == {"FINISHED"}

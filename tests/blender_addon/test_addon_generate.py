@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.blender, pytest.mark.slow]
 PUMP = """
 ACTIVE = ("SUBMITTING", "QUEUED", "RUNNING", "FETCHING")
 def pump(scene, until=lambda props: props.job_state not in ACTIVE, timeout=120.0):
-    runtime = ext("runtime")
+    runtime = ext("blender.runtime")
     seen, ticks = [], {"poll": [], "result": []}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -84,12 +84,12 @@ def test_generate_builds_a_camera_filling_image_sequence_plane(addon_zip, tiny_s
             scene.render.image_settings.file_format = "PNG"
             bpy.ops.render.render(write_still=True)
             img = bpy.data.images.load(path)
-            return ext("reference").image_array(img)[:, 64:320, :3]  # one pixel per texel
+            return ext("blender.reference").image_array(img)[:, 64:320, :3]  # one pixel per texel
         folder = props.result_folder
         frames = sorted(f for f in os.listdir(folder) if f.endswith(".png"))
         def frame_pixels(name):
             img = bpy.data.images.load(os.path.join(folder, name))
-            return ext("reference").image_array(img)[..., :3]
+            return ext("blender.reference").image_array(img)[..., :3]
         clip = np.stack([frame_pixels(f) for f in frames])
         def errors(rendered):  # mean absolute difference to each of the 14 frames
             return np.abs(clip - rendered[None]).mean(axis=(1, 2, 3)).tolist()
@@ -136,7 +136,7 @@ def test_ping_shows_model_and_device_and_cancel_stops_a_job(addon_zip, tiny_serv
     out = run_blender(
         f"""
         scene, cam, cube = setup_shot("{tiny_server}", steps=200)
-        runtime = ext("runtime")
+        runtime = ext("blender.runtime")
         deadline = time.monotonic() + 90
         text = ""
         while time.monotonic() < deadline and not text.startswith("Connected: model"):
@@ -169,7 +169,7 @@ def test_a_malformed_endpoint_is_named_and_a_bare_host_port_works(addon_zip, tin
     out = run_blender(
         f"""
         scene, cam, cube = setup_shot("tcp://127.0.0.1", steps=1)
-        runtime = ext("runtime")
+        runtime = ext("blender.runtime")
         errors = {{}}
         for name in ("ping", "generate"):
             try:
@@ -202,7 +202,7 @@ def test_local_backend_start_connect_and_stop(addon_zip, tmp_path):
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     out = run_blender(
         f"""
-        runtime = ext("runtime")
+        runtime = ext("blender.runtime")
         p = prefs()
         p.endpoint = "{endpoint}"
         p.backend_python = {sys.executable!r}
@@ -302,7 +302,7 @@ def test_curve_server_needs_the_public_key(addon_zip, tmp_path):
     try:
         out = run_blender(
             f"""
-            runtime = ext("runtime")
+            runtime = ext("blender.runtime")
             p = prefs()
             p.endpoint = "{endpoint}"
             def ping():

@@ -18,7 +18,7 @@ def test_a_curved_eased_stroke_and_a_keyframed_timing_reach_the_model(addon_zip,
         f"""
         from types import SimpleNamespace
         import math, json
-        dt = ext("drag_tool")
+        dt = ext("blender.drag_tool")
         scene, cam, cube = setup_shot("{tiny_server}", resolution=(64, 64), steps=1)
         scene.puppet_master.drags.clear()
         W = H = 400

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.blender
 def test_a_non_uniformly_scaled_camera_gets_an_unstretched_plane(addon_zip, tmp_path):
     out = run_blender(
         """
-        result_plane = ext("result_plane")
+        result_plane = ext("blender.result_plane")
         scene, cam, cube = make_scene(resolution=(96, 64))
         frame = bpy.data.images.new("grey", 8, 8)
         path = os.path.join(os.environ["PM_WORKDIR"], "frame_0000.png")
@@ -47,7 +47,7 @@ def test_results_belong_to_their_camera_and_variants_stack_in_front(addon_zip, t
     out = run_blender(
         """
         from bpy_extras.object_utils import world_to_camera_view
-        result_plane = ext("result_plane")
+        result_plane = ext("blender.result_plane")
         scene, cam_a, cube = make_scene(resolution=(64, 64))
         frame = bpy.data.images.new("grey", 8, 8)
         path = os.path.join(os.environ["PM_WORKDIR"], "frame_0000.png")
@@ -57,7 +57,7 @@ def test_results_belong_to_their_camera_and_variants_stack_in_front(addon_zip, t
         scene.collection.objects.link(cam_b)
         cam_b.location, cam_b.rotation_euler = (4.0, 0.0, 0.0), (1.5707963, 0.0, 1.5707963)
         def names(cam):
-            return [p[ext("reference").RESULT_PLANE_KEY] for p in result_plane.camera_planes(scene, cam)]
+            return [p[ext("blender.reference").RESULT_PLANE_KEY] for p in result_plane.camera_planes(scene, cam)]
         result_plane.build_plane(scene, [path], "a" * 32)                 # camera A
         scene.camera = cam_b
         result_plane.build_plane(scene, [path], "b" * 32)                 # camera B: A's stays
@@ -85,7 +85,7 @@ def test_a_plane_follows_a_change_of_render_resolution_and_lens(addon_zip, tmp_p
     out = run_blender(
         """
         from bpy_extras.object_utils import world_to_camera_view
-        result_plane, camera_frame = ext("result_plane"), ext("camera_frame")
+        result_plane, camera_frame = ext("blender.result_plane"), ext("core.camera_frame")
         scene, cam, cube = make_scene(resolution=(96, 64))
         frame = bpy.data.images.new("grey", 8, 8)
         path = os.path.join(os.environ["PM_WORKDIR"], "frame_0000.png")

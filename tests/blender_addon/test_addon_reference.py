@@ -12,7 +12,7 @@ def test_reference_render_hides_result_planes_of_every_camera(addon_zip, tmp_pat
     out = run_blender(
         """
         import numpy as np
-        reference, result_plane = ext("reference"), ext("result_plane")
+        reference, result_plane = ext("blender.reference"), ext("blender.result_plane")
         scene, cam, cube = make_scene(resolution=(64, 64))
         props = scene.puppet_master
         props.reference_size = 64
@@ -68,7 +68,7 @@ def test_a_blank_reference_is_flagged_and_not_sent_and_new_drags_get_spots_of_th
         bpy.ops.mesh.primitive_cube_add(size=1.0)
         bpy.ops.puppet_master.render_reference()
         emit(warning=warning, refused=refused, starts=starts, after=props.reference_warning,
-             jobs=len(ext("runtime").STATE.controllers))
+             jobs=len(ext("blender.runtime").STATE.controllers))
         """,
         addon_zip, tmp_path,
     )

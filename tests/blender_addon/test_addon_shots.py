@@ -13,7 +13,7 @@ def test_each_camera_keeps_its_own_drags(addon_zip, tmp_path):
     out = run_blender(
         """
         from types import SimpleNamespace
-        dt, scene_drags = ext("drag_tool"), ext("scene_drags")
+        dt, scene_drags = ext("blender.drag_tool"), ext("blender.scene_drags")
         scene, cam_a, cube = make_scene(resolution=(64, 64))
         cam_b = bpy.data.objects.new("CamB", cam_a.data.copy())
         scene.collection.objects.link(cam_b)

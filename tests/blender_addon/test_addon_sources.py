@@ -12,7 +12,7 @@ EXPECTED = """
 from bpy_extras.object_utils import world_to_camera_view
 def expected(scene, position_at, frames):
     r = scene.render
-    region = ext("camera_frame").square_region(r.resolution_x, r.resolution_y, r.pixel_aspect_x, r.pixel_aspect_y)
+    region = ext("core.camera_frame").square_region(r.resolution_x, r.resolution_y, r.pixel_aspect_x, r.pixel_aspect_y)
     out = []
     for f in frames:
         whole = int(f // 1)
@@ -39,7 +39,7 @@ def test_a_keyframed_empty_and_a_pose_bone_become_drags_that_follow_their_animat
         props.reference_size = 64
         bpy.ops.puppet_master.render_reference()
         assert bpy.ops.puppet_master.drag_from_object(target="Handle") == {"FINISHED"}
-        scene_drags = ext("scene_drags")
+        scene_drags = ext("blender.scene_drags")
         sent = [list(p) for p in scene_drags.scene_drag_list(scene)[0].path]
         want = expected(scene, lambda: empty.matrix_world.translation.copy(), range(1, 15))
         warning = props.drag_warning

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from addon_helpers import free_port
 
-from blender_addon import (
+from blender_addon.core import (
     backend_process,
     camera_frame,
     drag_editing,
@@ -298,7 +298,7 @@ def test_server_key_from_text_or_key_file(tmp_path):
 
 
 def test_job_journal_records_finishes_and_survives_damage(tmp_path):
-    from blender_addon import job_journal
+    from blender_addon.core import job_journal
 
     root = tmp_path / "puppet_master"
     assert job_journal.latest_pending(root, "Scene") is None

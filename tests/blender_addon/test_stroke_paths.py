@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from blender_addon import drag_editing, drag_paths, overlay_geometry
+from blender_addon.core import drag_editing, drag_paths, overlay_geometry
 
 # a 200x200 square whose top-left corner is at region pixel (100, 300)
 MAPPING = overlay_geometry.SquareMapping((100.0, 300.0), (300.0, 300.0), (100.0, 100.0))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import bpy
 
-from . import camera_frame
+from ..core import camera_frame
 from .reference import RESULT_PLANE_KEY, camera_frame_corners, check_camera
 
 PLANE_PREFIX = "PM Result"

@@ -8,8 +8,9 @@ from pathlib import Path
 import bpy
 from bpy.app.handlers import persistent
 
-from . import anchors, job, job_journal, preferences, reference, result_plane, results, runtime
-from ._light import light_module
+from ..core import job, job_journal, results
+from ..core._light import light_module
+from . import anchors, preferences, reference, result_plane, runtime
 from .scene_drags import scene_drag_list, shot_indices
 
 drags_mod = light_module("drags")

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import bpy
 
-from . import drag_paths, scene_sources
-from ._light import light_module
+from ..core import drag_paths
+from ..core._light import light_module
+from . import scene_sources
 
 drags_mod = light_module("drags")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import bpy
 from bpy_extras.object_utils import world_to_camera_view
 
-from . import camera_frame, drag_paths
+from ..core import camera_frame, drag_paths
 
 Point = tuple[float, float]
 

@@ -8,7 +8,7 @@ import tempfile
 import bpy
 import numpy as np
 
-from . import camera_frame, reference_image
+from ..core import camera_frame, reference_image
 from .scene_drags import shot_drags
 
 REFERENCE_NAME = "PM Reference"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import bpy
 
-from . import job, runtime, scene_drags
+from ..core import job
+from . import runtime, scene_drags
 
 
 class PUPPET_UL_drags(bpy.types.UIList):

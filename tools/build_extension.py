@@ -1,11 +1,11 @@
 """Build the installable Blender extension zip.
 
-    python blender_addon/build.py --output-dir DIR [--blender-ext PATH] [--wheel-cache DIR]
+    python tools/build_extension.py --output-dir DIR [--blender-ext PATH] [--wheel-cache DIR]
 
 1. check the manifest (its version must equal ``puppet_master.__version__``),
 2. download the pyzmq wheels the manifest lists into a cache folder (pip, binary only),
 3. stage the add-on source, the manifest, the wheels and the light shared modules
-   (``backend/puppet_master/{drags,protocol,client,cameras}.py`` -> ``vendor/puppet_master_light/``),
+   (``backend/puppet_master/{drags,protocol,client}.py`` -> ``vendor/puppet_master_light/``),
 4. run Blender's extension CLI: ``build``, then ``validate`` on the zip.
 
 Plain Python 3.11+; needs pip and Blender's ``blender_ext.py`` (found beside the ``bpy`` module).
@@ -108,10 +108,14 @@ def fetch_wheels(wheels: list[str], cache: Path) -> list[Path]:
 
 
 def stage(staging: Path, wheel_files: list[Path]) -> None:
-    """Lay out the extension source folder."""
-    for source in sorted(ADDON_DIR.glob("*.py")):
-        if source.name != "build.py":
-            shutil.copy2(source, staging / source.name)
+    """Lay out the extension source folder: the add-on package (its ``blender/`` and ``core/``
+    folders), the manifest, the wheels and the light modules."""
+    for source in sorted(ADDON_DIR.rglob("*.py")):
+        relative = source.relative_to(ADDON_DIR)
+        if relative.parts[0] in ("wheels", "vendor") or "__pycache__" in relative.parts:
+            continue
+        (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, staging / relative)
     shutil.copy2(MANIFEST, staging / "blender_manifest.toml")
     wheels_dir = staging / "wheels"
     wheels_dir.mkdir()
@@ -121,7 +125,7 @@ def stage(staging: Path, wheel_files: list[Path]) -> None:
     light.mkdir(parents=True)
     (staging / "vendor" / "__init__.py").write_text('"""Third-party-style copies bundled into the extension."""\n')
     (light / "__init__.py").write_text(
-        '"""Byte-identical copies of puppet_master light modules (drags, protocol, client, cameras)."""\n'
+        '"""Byte-identical copies of puppet_master light modules (drags, protocol, client)."""\n'
     )
     for name in LIGHT_MODULES:
         source = LIGHT_SOURCE / f"{name}.py"

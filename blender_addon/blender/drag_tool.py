@@ -2,8 +2,9 @@
 
 import bpy
 
-from . import anchors, drag_editing, overlay_draw, scene_drags
-from ._light import light_module
+from ..core import drag_editing
+from ..core._light import light_module
+from . import anchors, overlay_draw, scene_drags
 from .operators import update_drag_warning
 
 drags_mod = light_module("drags")

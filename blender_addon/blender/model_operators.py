@@ -10,7 +10,8 @@ import shlex
 
 import bpy
 
-from . import model_download, preferences, runtime
+from ..core import model_download
+from . import preferences, runtime
 
 
 class PUPPET_OT_model_download(bpy.types.Operator):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import bpy
 
-from . import backend_process, job, model_download
+from ..core import backend_process, job, model_download
 
 #: how often the timer polls while something is in flight, seconds
 TIMER_INTERVAL_S = 0.1

@@ -9,7 +9,8 @@ from __future__ import annotations
 import bpy
 from mathutils import Vector
 
-from . import camera_frame, drag_paths, scene_sources
+from ..core import camera_frame, drag_paths
+from . import scene_sources
 from .scene_drags import shot_indices
 
 #: a start that moves less than this (square fractions) is left alone (no update loops)

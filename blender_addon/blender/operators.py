@@ -4,20 +4,10 @@
 import bpy
 from bpy.props import BoolProperty, FloatProperty, IntProperty, StringProperty
 
-from . import (
-    anchors,
-    backend_process,
-    camera_frame,
-    generation,
-    job,
-    preferences,
-    reference,
-    reference_image,
-    runtime,
-    scene_drags,
-)
-from ._light import light_module
-from .drag_editing import new_drag_position
+from ..core import backend_process, camera_frame, job, reference_image
+from ..core._light import light_module
+from ..core.drag_editing import new_drag_position
+from . import anchors, generation, preferences, reference, runtime, scene_drags
 
 drags_mod = light_module("drags")
 

@@ -6,7 +6,8 @@ import itertools
 
 import bpy
 
-from . import camera_frame, overlay_geometry, scene_drags
+from ..core import camera_frame, overlay_geometry
+from . import scene_drags
 
 DRAG_COLOUR = (1.0, 0.55, 0.05, 1.0)
 ACTIVE_COLOUR = (1.0, 0.9, 0.2, 1.0)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-VENDORED_PACKAGE = __package__ + ".vendor.puppet_master_light"
+#: the extension's root package (``core``'s parent), where build_extension.py puts ``vendor/``
+ADDON_PACKAGE = __package__.rpartition(".")[0]
+VENDORED_PACKAGE = ADDON_PACKAGE + ".vendor.puppet_master_light"
 
 
 def vendored() -> bool:

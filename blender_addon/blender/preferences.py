@@ -6,11 +6,12 @@
 import bpy
 from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
 
+from ..core._light import ADDON_PACKAGE
 from . import runtime
 
 
 class PUPPET_AP_preferences(bpy.types.AddonPreferences):
-    bl_idname = __package__
+    bl_idname = ADDON_PACKAGE
 
     endpoint: StringProperty(
         name="Backend Endpoint", default="tcp://127.0.0.1:5555",
@@ -87,7 +88,7 @@ class PUPPET_AP_preferences(bpy.types.AddonPreferences):
 
 
     def _draw_models(self, box) -> None:
-        from . import model_download
+        from ..core import model_download
 
         box.label(text="Model")
         status = runtime.STATE.download.status
@@ -115,7 +116,7 @@ class PUPPET_AP_preferences(bpy.types.AddonPreferences):
 
 def get(context=None) -> PUPPET_AP_preferences:
     context = context or bpy.context
-    return context.preferences.addons[__package__].preferences
+    return context.preferences.addons[ADDON_PACKAGE].preferences
 
 
 

@@ -13,7 +13,7 @@ from bpy.props import (
     StringProperty,
 )
 
-from . import job
+from ..core import job
 
 JOB_STATES = [(state, state.title(), "") for state in job.STATES]
 
