@@ -39,6 +39,17 @@ def pump(scene, until=lambda props: props.job_state not in ACTIVE, timeout=120.0
     timing = {"median_poll": polls[len(polls) // 2], "max_poll": polls[-1], "ticks": len(polls),
               "result": max(ticks["result"], default=0.0)}
     return seen, timing
+def ping_until(prefix, timeout=90.0):
+    # Check Connection (pumping the timer) until the text starts with prefix; the last text
+    runtime = ext("blender.runtime")
+    deadline, text = time.monotonic() + timeout, ""
+    while time.monotonic() < deadline and not text.startswith(prefix):
+        bpy.ops.puppet_master.ping()
+        while runtime.STATE.pinger is not None:
+            runtime.tick()
+            time.sleep(0.02)
+        text = runtime.STATE.connection_text
+    return text
 def setup_shot(endpoint, resolution=(96, 64), steps=2):
     scene, cam, cube = make_scene(resolution=resolution)
     scene.display.shading.light = "FLAT"
@@ -136,15 +147,7 @@ def test_ping_shows_model_and_device_and_cancel_stops_a_job(addon_zip, tiny_serv
     out = run_blender(
         f"""
         scene, cam, cube = setup_shot("{tiny_server}", steps=200)
-        runtime = ext("blender.runtime")
-        deadline = time.monotonic() + 90
-        text = ""
-        while time.monotonic() < deadline and not text.startswith("Connected: model"):
-            bpy.ops.puppet_master.ping()
-            while runtime.STATE.pinger is not None:
-                runtime.tick()
-                time.sleep(0.02)
-            text = runtime.STATE.connection_text
+        text = ping_until("Connected: model")
         assert bpy.ops.puppet_master.generate() == {{"FINISHED"}}
         pump(scene, until=lambda props: props.job_state == "RUNNING" and props.job_progress > 0)
         progress_at_cancel = scene.puppet_master.job_progress
@@ -179,13 +182,7 @@ def test_a_malformed_endpoint_is_named_and_a_bare_host_port_works(addon_zip, tin
                 errors[name] = str(exc)
         pinged = runtime.STATE.connection_text
         prefs().endpoint = {bare!r}
-        text, deadline = "", time.monotonic() + 90
-        while time.monotonic() < deadline and not text.startswith("Connected"):
-            bpy.ops.puppet_master.ping()
-            while runtime.STATE.pinger is not None:
-                runtime.tick()
-                time.sleep(0.02)
-            text = runtime.STATE.connection_text
+        text = ping_until("Connected")
         emit(errors=errors, pinged=pinged, connected=text, controllers=len(runtime.STATE.controllers))
         """,
         addon_zip, tmp_path, setup=PUMP,

@@ -7,16 +7,22 @@ from addon_helpers import run_blender
 
 pytestmark = pytest.mark.blender
 
+FRAME = """
+def grey_frame():
+    frame = bpy.data.images.new("grey", 8, 8)
+    path = os.path.join(os.environ["PM_WORKDIR"], "frame_0000.png")
+    frame.filepath_raw, frame.file_format = path, "PNG"
+    frame.save()
+    return path
+"""
+
 
 def test_a_non_uniformly_scaled_camera_gets_an_unstretched_plane(addon_zip, tmp_path):
     out = run_blender(
         """
         result_plane = ext("blender.result_plane")
         scene, cam, cube = make_scene(resolution=(96, 64))
-        frame = bpy.data.images.new("grey", 8, 8)
-        path = os.path.join(os.environ["PM_WORKDIR"], "frame_0000.png")
-        frame.filepath_raw, frame.file_format = path, "PNG"
-        frame.save()
+        path = grey_frame()
         def world_corners(plane):
             return [list(plane.matrix_world @ v.co) for v in plane.data.vertices]
         plain = world_corners(result_plane.build_plane(scene, [path], "a" * 32))
@@ -34,7 +40,7 @@ def test_a_non_uniformly_scaled_camera_gets_an_unstretched_plane(addon_zip, tmp_
             zero = str(exc)
         emit(plain=plain, results=results, zero=zero)
         """,
-        addon_zip, tmp_path,
+        addon_zip, tmp_path, setup=FRAME,
     )
     plain = out["plain"]
     for scale, corners in out["results"].items():
@@ -49,10 +55,7 @@ def test_results_belong_to_their_camera_and_variants_stack_in_front(addon_zip, t
         from bpy_extras.object_utils import world_to_camera_view
         result_plane = ext("blender.result_plane")
         scene, cam_a, cube = make_scene(resolution=(64, 64))
-        frame = bpy.data.images.new("grey", 8, 8)
-        path = os.path.join(os.environ["PM_WORKDIR"], "frame_0000.png")
-        frame.filepath_raw, frame.file_format = path, "PNG"
-        frame.save()
+        path = grey_frame()
         cam_b = bpy.data.objects.new("CamB", bpy.data.cameras.new("CamB"))
         scene.collection.objects.link(cam_b)
         cam_b.location, cam_b.rotation_euler = (4.0, 0.0, 0.0), (1.5707963, 0.0, 1.5707963)
@@ -71,7 +74,7 @@ def test_results_belong_to_their_camera_and_variants_stack_in_front(addon_zip, t
                    for p in planes]
         emit(a=names(cam_a), b=names(cam_b), depths=depths, corners=corners, newest=variant.name)
         """,
-        addon_zip, tmp_path,
+        addon_zip, tmp_path, setup=FRAME,
     )
     assert out["a"] == ["a" * 32]
     assert out["b"] == ["c" * 32, "d" * 32]
@@ -87,10 +90,7 @@ def test_a_plane_follows_a_change_of_render_resolution_and_lens(addon_zip, tmp_p
         from bpy_extras.object_utils import world_to_camera_view
         result_plane, camera_frame = ext("blender.result_plane"), ext("core.camera_frame")
         scene, cam, cube = make_scene(resolution=(96, 64))
-        frame = bpy.data.images.new("grey", 8, 8)
-        path = os.path.join(os.environ["PM_WORKDIR"], "frame_0000.png")
-        frame.filepath_raw, frame.file_format = path, "PNG"
-        frame.save()
+        path = grey_frame()
         plane = result_plane.build_plane(scene, [path], "a" * 32)
         def covered():
             bpy.context.view_layer.update()
@@ -107,7 +107,7 @@ def test_a_plane_follows_a_change_of_render_resolution_and_lens(addon_zip, tmp_p
         after_lens = covered()
         emit(before=before, after_resolution=after_resolution, after_lens=after_lens)
         """,
-        addon_zip, tmp_path,
+        addon_zip, tmp_path, setup=FRAME,
     )
     for name in ("before", "after_resolution", "after_lens"):
         got, want = out[name]
