@@ -71,6 +71,7 @@ def start(scene: bpy.types.Scene) -> job.JobController:
         raise GenerateError(f"cannot submit: {exc}") from exc
     runtime.STATE.controllers[scene.name] = controller
     props.job_endpoint = controller.client.endpoint
+    props.job_camera = scene.camera
     props.job_id = ""
     apply_snapshot(scene, controller.snapshot)
     runtime.ensure_timer()
@@ -178,7 +179,8 @@ def finish(scene: bpy.types.Scene, snapshot: job.JobSnapshot) -> bpy.types.Objec
     results.write_settings(folder, snapshot.job_id, props.job_endpoint, snapshot.settings, snapshot.drags,
                            snapshot.info)
     props.result_folder = str(folder)
-    return result_plane.build_plane(scene, paths, snapshot.job_id, replace=props.replace_result)
+    return result_plane.build_plane(scene, paths, snapshot.job_id, replace=props.replace_result,
+                                    camera=props.job_camera)
 
 
 @persistent

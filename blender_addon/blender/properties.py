@@ -114,6 +114,10 @@ class PUPPET_PG_scene(bpy.types.PropertyGroup):
 
     job_id: StringProperty(name="Job", default="")
     job_endpoint: StringProperty(name="Job Endpoint", default="")
+    job_camera: PointerProperty(
+        name="Job Camera", type=bpy.types.Object,
+        description="The camera whose shot the job was made from: its result plane goes there",
+    )  # fmt: skip
     job_state: EnumProperty(name="Job State", items=JOB_STATES, default="IDLE")
     job_progress: FloatProperty(name="Progress", default=0.0, min=0.0, max=1.0, subtype="FACTOR")
     job_status_text: StringProperty(name="Status", default="")

@@ -52,10 +52,12 @@ def _material(name: str, image: bpy.types.Image, frames: int, start_frame: int) 
 
 
 def build_plane(
-    scene: bpy.types.Scene, frame_paths: list[Path], job_id: str, *, replace: bool = True
+    scene: bpy.types.Scene, frame_paths: list[Path], job_id: str, *, replace: bool = True,
+    camera: bpy.types.Object | None = None,
 ) -> bpy.types.Object:
-    """A plane exactly covering the model's square in the camera view, textured with the frames."""
-    camera = check_camera(scene)
+    """A plane exactly covering the model's square in ``camera``'s view (default: the scene's
+    camera; a job's plane goes to the camera it was made from), textured with the frames."""
+    camera = camera if camera is not None and camera.type == "CAMERA" else check_camera(scene)
     if min(abs(s) for s in camera.matrix_world.to_scale()) < 1e-6:
         raise ValueError(f"the camera {camera.name!r} is scaled to zero on one axis: set its scale to 1 "
                          "(a camera's scale does not change its render)")
@@ -91,7 +93,13 @@ def build_plane(
     plane["puppet_master_depth_factor"] = depth_factor
     fit_plane(scene, plane)
     plane.visible_shadow = False
-    scene.frame_end = max(scene.frame_end, start + count - 1)
+    last = start + count - 1
+    if scene.frame_end < last:
+        scene.frame_end = last  # the clip must fit in the scene
+    elif scene.frame_end > last and not scene.use_preview_range:
+        # a longer scene keeps its range; playback loops over the clip until the artist changes it
+        scene.use_preview_range = True
+        scene.frame_preview_start, scene.frame_preview_end = start, last
     props.result_object = plane
     bpy.context.view_layer.update()  # matrix_world is valid right away (scripts, tests, exporters)
     return plane

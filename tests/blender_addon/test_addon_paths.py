@@ -100,3 +100,21 @@ def test_generate_wait_runs_the_job_to_its_end_in_a_script(addon_zip, tiny_serve
     assert out["result"] == ["FINISHED"] and out["plane"]
     assert "Puppet-Master: Step" in out["printed"] and "Puppet-Master: Done: 14 frames" in out["printed"]
     assert "No backend answers at tcp://127.0.0.1:9" in out["down"]
+
+
+def test_the_result_goes_to_the_camera_that_made_the_job(addon_zip, tiny_server, tmp_path):
+    out = run_blender(
+        f"""
+        scene, cam, cube = setup_shot("{tiny_server}", steps=2)
+        other = bpy.data.objects.new("Other", cam.data.copy())
+        scene.collection.objects.link(other)
+        assert bpy.ops.puppet_master.generate() == {{"FINISHED"}}
+        scene.camera = other  # the artist looks through another camera while the job runs
+        pump(scene)
+        props = scene.puppet_master
+        emit(state=props.job_state, error=props.job_error, parent=props.result_object.parent.name)
+        """,
+        addon_zip, tmp_path, setup=PUMP, timeout=300,
+    )
+    assert out["state"] == "DONE", out["error"]
+    assert out["parent"] == "Cam"

@@ -112,3 +112,23 @@ def test_a_plane_follows_a_change_of_render_resolution_and_lens(addon_zip, tmp_p
     for name in ("before", "after_resolution", "after_lens"):
         got, want = out[name]
         assert got == want, name
+
+
+def test_a_longer_scene_keeps_its_range_and_loops_over_the_clip(addon_zip, tmp_path):
+    out = run_blender(
+        """
+        result_plane = ext("blender.result_plane")
+        scene, cam, cube = make_scene(resolution=(64, 64))
+        scene.frame_start, scene.frame_end = 1, 250
+        result_plane.build_plane(scene, [grey_frame()] * 14, "a" * 32)
+        longer = [scene.frame_start, scene.frame_end, scene.use_preview_range, scene.frame_preview_start,
+                  scene.frame_preview_end]
+        scene.use_preview_range = False
+        scene.frame_start, scene.frame_end = 1, 5
+        result_plane.build_plane(scene, [grey_frame()] * 14, "b" * 32)
+        emit(longer=longer, shorter=[scene.frame_start, scene.frame_end, scene.use_preview_range])
+        """,
+        addon_zip, tmp_path, setup=FRAME,
+    )
+    assert out["longer"] == [1, 250, True, 1, 14]
+    assert out["shorter"] == [1, 14, False]
