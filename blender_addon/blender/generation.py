@@ -171,6 +171,20 @@ def _journal(action) -> None:
         log.warning("could not update the job journal: %s", exc)
 
 
+def _frame_rgb(path: Path):
+    """A saved frame as a top-down ``(H, W, 3)`` uint8 array (Blender reads the PNG)."""
+    import numpy as np
+
+    image = bpy.data.images.load(str(path), check_existing=False)
+    try:
+        w, h = image.size
+        pixels = np.empty(w * h * 4, np.float32)
+        image.pixels.foreach_get(pixels)
+    finally:
+        bpy.data.images.remove(image)
+    return (np.clip(pixels.reshape(h, w, 4)[::-1, :, :3], 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
 def finish(scene: bpy.types.Scene, snapshot: job.JobSnapshot) -> bpy.types.Object:
     props = scene.puppet_master
     prefs = preferences.get()
@@ -178,6 +192,7 @@ def finish(scene: bpy.types.Scene, snapshot: job.JobSnapshot) -> bpy.types.Objec
     paths = results.write_frames(folder, snapshot.frames)
     results.write_settings(folder, snapshot.job_id, props.job_endpoint, snapshot.settings, snapshot.drags,
                            snapshot.info)
+    results.write_preview(folder, [_frame_rgb(p) for p in paths])
     props.result_folder = str(folder)
     return result_plane.build_plane(scene, paths, snapshot.job_id, replace=props.replace_result,
                                     camera=props.job_camera)

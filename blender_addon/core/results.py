@@ -62,6 +62,18 @@ def write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+PREVIEW_FILE = "preview.gif"
+
+
+def write_preview(folder: Path, frames_rgb: Sequence[Any], fps: float = 8.0) -> Path:
+    """``preview.gif`` beside the frames (``(H, W, 3)`` uint8 arrays), to look at without Blender."""
+    from .preview_gif import encode_gif
+
+    path = folder / PREVIEW_FILE
+    write_atomic(path, encode_gif(frames_rgb, fps))
+    return path
+
+
 def write_settings(folder: Path, job_id: str, endpoint: str, settings: dict[str, Any], drags: Sequence[Any],
                    info: dict[str, Any]) -> Path:
     """``settings.json`` beside the frames: the job, the backend, the settings (seed, steps,

@@ -97,7 +97,7 @@ def test_generate_builds_a_camera_filling_image_sequence_plane(addon_zip, tiny_s
             img = bpy.data.images.load(path)
             return ext("blender.reference").image_array(img)[:, 64:320, :3]  # one pixel per texel
         folder = props.result_folder
-        frames = sorted(f for f in os.listdir(folder) if f.endswith(".png"))
+        frames = sorted(f for f in os.listdir(folder) if f.startswith("frame_"))
         def frame_pixels(name):
             img = bpy.data.images.load(os.path.join(folder, name))
             return ext("blender.reference").image_array(img)[..., :3]
@@ -123,7 +123,10 @@ def test_generate_builds_a_camera_filling_image_sequence_plane(addon_zip, tiny_s
     print("timer ticks (s):", out["timing"])
     assert out["folder"] == f"{out['blend_dir']}/puppet_master/{out['job_id']}"
     assert out["frames"] == [f"frame_{i:04d}.png" for i in range(14)]
-    # what the job ran with lies beside its frames: enough to run it again
+    # what the job ran with lies beside its frames, with a preview to look at: enough to run it again
+    from PIL import Image
+
+    assert Image.open(f"{out['folder']}/preview.gif").n_frames == 14
     recorded = out["settings"]
     assert recorded["job_id"] == out["job_id"] and recorded["settings"]["seed"] == 7
     assert recorded["settings"]["num_inference_steps"] == 1 and len(recorded["drags"]) == 1

@@ -355,3 +355,25 @@ def test_a_silent_backend_is_counted_up_in_the_status_and_the_job_goes_on(tmp_pa
     finally:
         controller.close()
         server.stop()
+
+
+def test_preview_gif_decodes_to_the_frames_within_the_palette_step(tmp_path):
+    import io
+
+    from PIL import Image
+
+    from blender_addon.core import preview_gif
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (40, 56, 3), dtype=np.uint8) for _ in range(3)]
+    data = preview_gif.encode_gif(frames, fps=10)
+    gif = Image.open(io.BytesIO(data))
+    assert gif.n_frames == 3 and gif.size == (56, 40) and gif.info.get("loop") == 0
+    for k, frame in enumerate(frames):
+        gif.seek(k)
+        decoded = np.asarray(gif.convert("RGB")).astype(int)
+        # the nearest of 6 or 7 levels per channel: at most half a step (25.5 or 21.25) away
+        assert np.abs(decoded - frame.astype(int)).max() <= 26
+        assert gif.info["duration"] == 100
+    with pytest.raises(ValueError, match="same size"):
+        preview_gif.encode_gif([frames[0], frames[0][:10]])
