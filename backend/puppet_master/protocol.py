@@ -131,8 +131,9 @@ REQUEST_TIMEOUT_S = 10.0  # client: an unanswered request fails with TIMEOUT aft
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_REQ_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-_JOB_RE = re.compile(r"^[0-9a-f]{32}$")
+# matched with fullmatch: "$" alone would also accept a final newline
+_REQ_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_JOB_RE = re.compile(r"[0-9a-f]{32}")
 
 
 class EndpointError(ValueError):
@@ -209,11 +210,11 @@ def new_request_id() -> str:
 
 
 def is_request_id(value: object) -> bool:
-    return isinstance(value, str) and _REQ_RE.match(value) is not None
+    return isinstance(value, str) and _REQ_RE.fullmatch(value) is not None
 
 
 def is_job_id(value: object) -> bool:
-    return isinstance(value, str) and _JOB_RE.match(value) is not None
+    return isinstance(value, str) and _JOB_RE.fullmatch(value) is not None
 
 
 def check_job_id(value: object) -> str:
@@ -279,7 +280,7 @@ def decode(frames: Sequence[bytes], accepted: frozenset[str] | None = None) -> M
     if not min_blobs <= len(blobs) <= max_blobs:
         expected = str(min_blobs) if min_blobs == max_blobs else f"{min_blobs}-{max_blobs}"
         raise ProtocolError(BAD_MESSAGE, f"{type_}: expected {expected} binary frame(s), got {len(blobs)}")
-    if "req" in header and header["req"] is not None and not _REQ_RE.match(header["req"]):
+    if "req" in header and header["req"] is not None and not is_request_id(header["req"]):
         raise ProtocolError(BAD_FIELD, f"{type_}: request id must be 1-{MAX_ID_CHARS} of [A-Za-z0-9_.:-]")
     if "job" in header and header["job"] is not None:
         check_job_id(header["job"])
