@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -39,19 +41,44 @@ def run(args: argparse.Namespace) -> int:
             "untrained": bool(getattr(args, "tiny", False))}
     loop = WorkerLoop(args.connect, load_pipeline, info, server_public_key=server_key)
     stop = threading.Event()
+    loading = True
 
     def on_signal(signum: int, frame: object) -> None:
+        if loading:  # nothing to finish yet: do not hold a GPU while a model loads for nobody
+            raise SystemExit(0)
         stop.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
+    parent_gone = _watch_parent(args.parent_pid)
+    if parent_gone():
+        return 0
     loop.load()
+    loading = False
     pipe = loop.pipe
     loop.info["device"] = str(getattr(pipe, "device", info["device"]))
     loop.info["dtype"] = str(getattr(pipe, "dtype", info["dtype"])).replace("torch.", "")
     loop.info["untrained"] = bool(getattr(getattr(pipe, "config", None), "untrained", info["untrained"]))
-    loop.run(stop.is_set)
+    loop.run(lambda: stop.is_set() or parent_gone())
+    if parent_gone():
+        log.info("the server that started this worker is gone: exiting")
     return 0
+
+
+def _watch_parent(parent_pid: int | None):
+    """A check that is true once the process that started this worker (``serve``) has died. On
+    Linux the kernel also sends SIGTERM at that moment (parent-death signal), so a worker loading
+    its model stops too; a remote worker (no ``--parent-pid``) never stops for this."""
+    if parent_pid is None:
+        return lambda: False
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            log.debug("no parent-death signal on this system; the loop checks the parent instead")
+    return lambda: os.getppid() != parent_pid
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -63,6 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "'workers connect to ...'; set it with `serve --worker-bind`).",
     )
     parser.add_argument("--connect", required=True, help="the server's worker endpoint, e.g. tcp://gpu-box:5556")
+    parser.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # set by `serve`
     parser.add_argument("--server-key", help="the server's CURVE public key (Z85 text or .key file) when it uses "
                                              "--curve-secret")
     add_model_arguments(parser)

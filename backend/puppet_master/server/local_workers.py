@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -79,8 +80,9 @@ class LocalWorkers:
 
 
 def worker_argv(connect: str, extra: Sequence[str], server_key: str | None = None) -> list[str]:
-    """The command line of a local worker connecting to ``connect``."""
-    argv = [sys.executable, "-m", "puppet_master", "worker", "--connect", connect]
+    """The command line of a local worker connecting to ``connect``; it exits when this process
+    (its broker) is gone (``--parent-pid``)."""
+    argv = [sys.executable, "-m", "puppet_master", "worker", "--connect", connect, "--parent-pid", str(os.getpid())]
     if server_key:
         argv += ["--server-key", server_key]
     return argv + list(extra)
