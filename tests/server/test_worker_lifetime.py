@@ -41,3 +41,38 @@ def test_a_sigkilled_broker_leaves_no_worker_behind(tmp_path):
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
         server.stop()
+
+
+def test_workers_killed_mid_job_are_replaced_and_the_server_goes_on(tmp_path):
+    """Three workers SIGKILLed in turn while running a job: each job ends worker_lost, a replacement
+    starts, and the next job succeeds (deaths after readiness are not start failures)."""
+    from server_helpers import FAST, JOB_TIMEOUT_S, png_bytes, run_job
+
+    from puppet_master import client as pm
+    from puppet_master import protocol
+    from puppet_master.protocol import JobSettings
+
+    long_job = JobSettings(num_inference_steps=200, min_guidance_scale=1.0, max_guidance_scale=1.0, seed=3,
+                           preview_every=1)
+    server = ServerProcess(tmp_path / "results", workers=1).start()
+    killed: list[int] = []
+    try:
+        with server.client() as c:
+            for _ in range(3):
+                c.submit(png_bytes(), [((0.5, 0.5), (0.6, 0.5))], long_job)
+                accepted = c.wait_for(lambda e: isinstance(e, pm.Accepted | pm.Rejected), 30)
+                assert isinstance(accepted, pm.Accepted), accepted
+                progress = c.wait_for(lambda e: isinstance(e, pm.Progress) and e.job_id == accepted.job_id
+                                      and e.step >= 1, JOB_TIMEOUT_S)
+                assert progress is not None, server.log()
+                (pid,) = [p for p in server.worker_pids() if p not in killed]
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                ended = c.wait_for(lambda e: isinstance(e, pm.JobError | pm.Result | pm.Cancelled)
+                                   and e.job_id == accepted.job_id, 60)
+                assert isinstance(ended, pm.JobError) and ended.code == protocol.WORKER_LOST, ended
+            assert server.process.poll() is None, server.log()
+            assert isinstance(run_job(c, FAST), pm.Result), server.log()
+        assert "keep failing" not in server.log() and "not restarting" not in server.log()
+    finally:
+        server.stop()

@@ -38,6 +38,9 @@ class WorkerSupervisor(Protocol):
     def check(self) -> list[int]:
         """Restart exited processes; return the pids that exited since the last call."""
 
+    def mark_ready(self, pid: int) -> None:
+        """A local worker with ``pid`` joined (its deaths from now on are not start failures)."""
+
     def stop(self) -> None: ...
 
 
@@ -267,6 +270,8 @@ class Broker:
                     self._lose_worker(known, "it reconnected")
             self.workers[identity] = Worker(identity, dict(info))
             log.info("worker joined: %s", info)
+            if self.supervisor is not None and info.get("host") == socket_module.gethostname():
+                self.supervisor.mark_ready(info.get("pid"))
             self._dispatch()
             return
         if worker is None:
