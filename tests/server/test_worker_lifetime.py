@@ -62,14 +62,15 @@ def test_workers_killed_mid_job_are_replaced_and_the_server_goes_on(tmp_path):
                 c.submit(png_bytes(), [((0.5, 0.5), (0.6, 0.5))], long_job)
                 accepted = c.wait_for(lambda e: isinstance(e, pm.Accepted | pm.Rejected), 30)
                 assert isinstance(accepted, pm.Accepted), accepted
-                progress = c.wait_for(lambda e: isinstance(e, pm.Progress) and e.job_id == accepted.job_id
+                job_id = accepted.job_id
+                progress = c.wait_for(lambda e, job_id=job_id: isinstance(e, pm.Progress) and e.job_id == job_id
                                       and e.step >= 1, JOB_TIMEOUT_S)
                 assert progress is not None, server.log()
                 (pid,) = [p for p in server.worker_pids() if p not in killed]
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
-                ended = c.wait_for(lambda e: isinstance(e, pm.JobError | pm.Result | pm.Cancelled)
-                                   and e.job_id == accepted.job_id, 60)
+                ended = c.wait_for(lambda e, job_id=job_id: isinstance(e, pm.JobError | pm.Result | pm.Cancelled)
+                                   and e.job_id == job_id, 60)
                 assert isinstance(ended, pm.JobError) and ended.code == protocol.WORKER_LOST, ended
             assert server.process.poll() is None, server.log()
             assert isinstance(run_job(c, FAST), pm.Result), server.log()
