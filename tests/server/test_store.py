@@ -63,3 +63,46 @@ def test_unknown_and_hostile_job_ids(tmp_path):
     store = ResultStore(tmp_path)
     assert store.load("0" * 32) is None
     assert store.load("../../etc/passwd") is None
+
+
+def test_damaged_records_are_moved_aside_named_and_the_rest_serves(tmp_path):
+    """A truncated job.json of a queued job, a seq of the wrong type, settings that are not an object
+    and a broken index: `serve` starts, names each damaged job (log, status, fetch) and serves the rest."""
+    from server_helpers import FAST, ServerProcess, run_job
+
+    from puppet_master import client as pm
+
+    results = tmp_path / "results"
+    store = ResultStore(results)
+    truncated, bad_seq, bad_settings, good = (_record(i) for i in range(4))
+    for record in (truncated, bad_seq, bad_settings, good):
+        store.create(record, png_bytes())
+    store.save_result(good["job"], [png_bytes(16)], {"seed": 1, "drags": []})
+    (results / truncated["job"] / "job.json").write_text(json.dumps(truncated)[:40])
+    (results / bad_seq["job"] / "job.json").write_text(json.dumps({**bad_seq, "seq": "abc"}))
+    (results / bad_settings["job"] / "job.json").write_text(json.dumps({**bad_settings, "settings": "x"}))
+    index = json.loads((results / INDEX_NAME).read_text())
+    index["jobs"][good["job"]]["seq"] = "abc"
+    (results / INDEX_NAME).write_text(json.dumps(index))
+
+    server = ServerProcess(results).start()
+    try:
+        with server.client() as c:
+            c.status()
+            status = c.wait_for(lambda e: isinstance(e, pm.StatusReply), 30)
+            damaged = {d["job"]: d["reason"] for d in status.server["damaged"]}
+            c.fetch(truncated["job"])
+            missing = c.wait_for(lambda e: isinstance(e, pm.RequestFailed), 30)
+            c.fetch(good["job"])
+            result = c.wait_for(lambda e: isinstance(e, pm.Result), 30)
+            assert isinstance(run_job(c, FAST), pm.Result)  # and new jobs run
+        log = server.log()
+    finally:
+        server.stop()
+    assert set(damaged) == {truncated["job"], bad_seq["job"], bad_settings["job"]}
+    assert "cannot be read" in damaged[truncated["job"]] and "seq" in damaged[bad_seq["job"]]
+    assert "settings" in damaged[bad_settings["job"]]
+    assert missing.code == protocol.UNKNOWN_JOB and "record was damaged" in missing.message
+    assert result is not None and result.job_id == good["job"]
+    for job in damaged:
+        assert job in log and (results / "damaged" / job / "input.png").is_file()  # nothing deleted

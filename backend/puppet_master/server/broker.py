@@ -230,7 +230,10 @@ class Broker:
         elif state == protocol.CANCELLED_STATE:
             self._send_client(identity, protocol.CANCELLED, {"req": req, "job": job_id})
         else:
-            self._fail(identity, req, protocol.UNKNOWN_JOB, f"no job {job_id} (never submitted, or pruned)", job_id)
+            damaged = next((d for d in self.store.damaged if d["job"] == job_id), None)
+            why = (f"its record was damaged ({damaged['reason']}) and the server moved it aside to "
+                   f"{damaged['moved_to']}" if damaged else "never submitted, or pruned")
+            self._fail(identity, req, protocol.UNKNOWN_JOB, f"no job {job_id} ({why})", job_id)
 
     def _on_status(self, identity: bytes, message: Message) -> None:
         self._send_client(identity, protocol.STATUS_REPLY, {
@@ -247,6 +250,7 @@ class Broker:
         first = next(iter(self.workers.values()), None)
         info = first.info if first else {}
         return {
+            "damaged": [{"job": d["job"], "reason": d["reason"]} for d in self.store.damaged[-20:]],
             "version": __version__, "protocol": protocol.PROTOCOL_VERSION, "host": socket_module.gethostname(),
             "model": info.get("model"), "device": info.get("device"), "dtype": info.get("dtype"),
             "queue": len(self.queue), "max_queue": self.queue.max_length, "running": len(self.running),

@@ -9,6 +9,10 @@ Layout (``--results``, default ``$PUPPET_MASTER_HOME/results``)::
 
 Job ids are 32 hex digits (checked before any path is built). Retention: a finished job is
 pruned only when it is both older than ``keep_s`` and not among the newest ``keep_jobs``.
+
+The job folders are the truth; the index is rebuilt from them. A job folder whose ``job.json`` is
+unreadable or holds fields of the wrong type is moved aside into ``damaged/`` (named in the log and
+in ``status``), so one damaged record never stops the server or the other jobs.
 """
 
 from __future__ import annotations
@@ -32,6 +36,25 @@ PREVIEW_NAME = "preview.gif"
 DEFAULT_KEEP_JOBS = 100
 DEFAULT_KEEP_S = 24 * 3600.0
 _SUMMARY_KEYS = ("state", "seq", "created", "finished", "code")
+DAMAGED_DIR = "damaged"
+_STATES = {protocol.QUEUED, protocol.RUNNING, *protocol.FINAL_STATES}
+
+
+def record_problem(record: Any, job_id: str) -> str | None:
+    """What is wrong with a job record read from disk, or None when it can be used."""
+    if not isinstance(record, dict):
+        return f"{JOB_NAME} is not a JSON object"
+    if record.get("job") != job_id:
+        return f"its job id {str(record.get('job'))[:40]!r} is not its folder's"
+    checks = {"seq": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+              "state": lambda v: v in _STATES,
+              "created": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+              "settings": lambda v: v is None or isinstance(v, dict),
+              "drags": lambda v: v is None or isinstance(v, list)}
+    for key, ok in checks.items():
+        if (key in record or key in ("seq", "state")) and not ok(record.get(key)):
+            return f"its {key} {str(record.get(key))[:40]!r} has the wrong type or value"
+    return None
 
 
 class ResultStore:
@@ -44,6 +67,8 @@ class ResultStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self._index: dict[str, dict[str, Any]] = {}
         self.next_seq = 0
+        #: records moved aside as damaged: {"job", "reason", "moved_to"}
+        self.damaged: list[dict[str, str]] = []
         self._load_index()
 
     # --- records -----------------------------------------------------------------------------
@@ -73,7 +98,7 @@ class ResultStore:
             record = json.loads((self.root / job_id / JOB_NAME).read_text())
         except (OSError, ValueError):
             return None
-        return record if isinstance(record, dict) and record.get("job") == job_id else None
+        return record if record_problem(record, job_id) is None else None
 
     def input_png(self, job_id: str) -> bytes | None:
         try:
@@ -145,21 +170,39 @@ class ResultStore:
     def _write_index(self) -> None:
         write_json_atomic(self.root / INDEX_NAME, {"version": 1, "next_seq": self.next_seq, "jobs": self._index})
 
+    def quarantine(self, job_id: str, reason: str) -> None:
+        """Move a damaged job folder into ``damaged/`` and name it in the log and in ``damaged``."""
+        target = self.root / DAMAGED_DIR / job_id
+        suffix = 1
+        while target.exists():
+            target = self.root / DAMAGED_DIR / f"{job_id}.{suffix}"
+            suffix += 1
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(self.root / job_id), str(target))
+        self._index.pop(job_id, None)
+        self.damaged.append({"job": job_id, "reason": reason, "moved_to": str(target)})
+        log.error("job %s has a damaged record (%s): moved aside to %s; the other jobs are served", job_id, reason,
+                  target)
+
     def _load_index(self) -> None:
         try:
             data = json.loads((self.root / INDEX_NAME).read_text())
-            self._index = {k: v for k, v in data["jobs"].items() if protocol.is_job_id(k) and isinstance(v, dict)}
-            self.next_seq = int(data.get("next_seq", 0))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            self._index = {}
-        # the job folders are the truth: add what the index missed, drop what is gone
-        on_disk = {p.name for p in self.root.iterdir() if p.is_dir() and protocol.is_job_id(p.name)}
-        for job_id in on_disk - set(self._index):
-            record = self.load(job_id)
-            if record is not None:
-                self._index[job_id] = {k: record.get(k) for k in _SUMMARY_KEYS}
-        for job_id in set(self._index) - on_disk:
-            del self._index[job_id]
-        seqs = [int(s.get("seq") or 0) for s in self._index.values()]
-        self.next_seq = max([self.next_seq, *(s + 1 for s in seqs)])
+            next_seq = data.get("next_seq", 0)
+            self.next_seq = next_seq if isinstance(next_seq, int) and not isinstance(next_seq, bool) else 0
+        except (OSError, ValueError, AttributeError):
+            self.next_seq = 0
+        # the job folders are the truth: the index is rebuilt from their records
+        self._index = {}
+        for folder in sorted(p for p in self.root.iterdir() if p.is_dir() and protocol.is_job_id(p.name)):
+            try:
+                record = json.loads((folder / JOB_NAME).read_text())
+            except (OSError, UnicodeDecodeError, ValueError) as exc:
+                self.quarantine(folder.name, f"{JOB_NAME} cannot be read: {str(exc)[:80]}")
+                continue
+            problem = record_problem(record, folder.name)
+            if problem is not None:
+                self.quarantine(folder.name, problem)
+                continue
+            self._index[folder.name] = {k: record.get(k) for k in _SUMMARY_KEYS}
+        self.next_seq = max([self.next_seq, *(int(s["seq"]) + 1 for s in self._index.values())])
         self._write_index()
