@@ -90,12 +90,13 @@ NO_WORKERS = "no_workers"  # no worker is connected and none is being started
 WORKER_LOST = "worker_lost"  # the worker died or stopped answering heartbeats mid-job
 GENERATION_FAILED = "generation_failed"  # the pipeline raised
 SHUTTING_DOWN = "shutting_down"  # the server is stopping
+DISK_FULL = "disk_full"  # the server's results disk is full: the message names the folder and its free space
 TIMEOUT = "timeout"  # client side: no answer within the request timeout
 INTERNAL = "internal"  # a bug on the server; the message says what
 
 ERROR_CODES = frozenset(
     {BAD_MESSAGE, BAD_VERSION, UNKNOWN_TYPE, BAD_FIELD, BAD_IMAGE, IMAGE_TOO_LARGE, BAD_DRAGS, BAD_SETTINGS,
-     QUEUE_FULL, UNKNOWN_JOB, JOB_FINISHED, NO_WORKERS, WORKER_LOST, GENERATION_FAILED, SHUTTING_DOWN,
+     QUEUE_FULL, DISK_FULL, UNKNOWN_JOB, JOB_FINISHED, NO_WORKERS, WORKER_LOST, GENERATION_FAILED, SHUTTING_DOWN,
      TIMEOUT, INTERNAL}
 )
 

@@ -22,7 +22,7 @@ import zmq
 from puppet_master import __version__, protocol
 from puppet_master.protocol import Message, ProtocolError
 from puppet_master.server.jobs import Job, JobQueue, Worker
-from puppet_master.server.store import ResultStore
+from puppet_master.server.store import MIN_FREE_BYTES, ResultStore, is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,10 @@ class Broker:
                 self._drain(self.backend, self._on_worker_message)
             if self.frontend in ready:
                 self._drain(self.frontend, self._on_client_message)
-            self._housekeeping()
+            try:
+                self._housekeeping()
+            except OSError as exc:  # e.g. a full results disk: the loop, and every other job, goes on
+                log.error("housekeeping failed: %s", exc)
         self.shutdown()
 
     def _drain(self, sock: zmq.Socket, handler: Callable[[bytes, list[bytes]], None]) -> None:
@@ -175,12 +178,22 @@ class Broker:
                 raise ProtocolError(
                     protocol.QUEUE_FULL, f"the queue is full ({self.queue.max_length} jobs waiting); try again later"
                 )
+            if self.store.free_bytes() < MIN_FREE_BYTES:
+                raise ProtocolError(protocol.DISK_FULL, self.store.full_message())
         except ProtocolError as exc:
             self._send_client(identity, protocol.REJECTED, {"req": req, "code": exc.code, "message": exc.message})
             return
         job = Job(protocol.new_job_id(), self.store.next_seq, request.drags, request.settings, request.image_png,
                   watchers={identity})
-        self.store.create(self._record(job, client=identity), request.image_png)
+        try:
+            self.store.create(self._record(job, client=identity), request.image_png)
+        except OSError as exc:
+            self.store.remove(job.id)  # no half-written job folder is left behind
+            code, text = (protocol.DISK_FULL, self.store.full_message()) if is_disk_full(exc) else (
+                protocol.INTERNAL, f"the job could not be stored: {exc}")
+            log.error("submit refused: %s", text)
+            self._send_client(identity, protocol.REJECTED, {"req": req, "code": code, "message": text})
+            return
         position = self.queue.push(job)
         self._send_client(identity, protocol.ACCEPTED, {"req": req, "job": job.id, "position": position, "seq": job.seq})
         log.info("job %s accepted (seq %d, position %d)", job.id, job.seq, position)
@@ -324,13 +337,21 @@ class Broker:
                 "start_index": job.start_index, "queue_s": (job.started_at or 0) - job.accepted_at,
                 "run_s": time.monotonic() - (job.started_at or time.monotonic())}
         frames = message.blobs
+        # persist first, then announce: a client never holds a result the server has not stored
+        # (after a restart it would get the job's end a second time)
+        try:
+            self.store.save_result(job.id, frames, {**settings, "drags": job.drags, "job": job.id}, info=info)
+        except OSError as exc:
+            self.store.drop_frames(job.id)
+            code, text = (protocol.DISK_FULL, self.store.full_message()) if is_disk_full(exc) else (
+                protocol.INTERNAL, f"the result could not be stored: {exc}")
+            log.error("job %s: %s", job.id, text)
+            self._finish(job, protocol.FAILED_STATE, protocol.ERROR, {"code": code, "message": text})
+            return
         self.running.pop(job.id, None)
-        # the watchers first (the frames are in hand), then the results folder: this thread handles
-        # nothing else in between, so a fetch always finds the job written
         fields = {"job": job.id, "settings": settings, "drags": job.drags, "info": info}
         for watcher in job.watchers:
             self._send_client(watcher, protocol.RESULT, {**fields, "req": job.cancel_reqs.get(watcher)}, frames)
-        self.store.save_result(job.id, frames, {**settings, "drags": job.drags, "job": job.id}, info=info)
         log.info("job %s done by %s", job.id, worker.info.get("id"))
 
     def _result_fields(self, record: dict[str, Any], req: str | None) -> dict[str, Any]:
@@ -362,7 +383,10 @@ class Broker:
             self._start_count += 1
             worker.job = job.id
             self.running[job.id] = job
-            self.store.update(job.id, state=protocol.RUNNING, started=time.time(), worker=worker.info.get("id"))
+            try:
+                self.store.update(job.id, state=protocol.RUNNING, started=time.time(), worker=worker.info.get("id"))
+            except OSError as exc:  # the record says queued: a restart runs it again, nothing is lost
+                log.error("could not record that job %s runs: %s", job.id, exc)
             self._send_worker(worker, protocol.JOB, {"job": job.id, "drags": job.drags,
                                                      "settings": job.settings.to_json()}, [job.image_png])
             for watcher in job.watchers:
@@ -389,11 +413,20 @@ class Broker:
         self.running.pop(job.id, None)
         self.queue.remove(job.id)
         job.state = state
-        self.store.update(job.id, state=state, finished=time.time(), **fields)
+        try:
+            self.store.update(job.id, state=state, finished=time.time(), **fields)
+        except OSError as exc:
+            # not even the small record fits: drop the job's folder, so no restart runs it again and
+            # sends a second ending (a fetch then says it is unknown)
+            log.error("could not record the end of job %s (%s): its folder is removed", job.id, exc)
+            self.store.remove(job.id)
         for watcher in job.watchers:
             self._send_client(watcher, type_, {"job": job.id, **fields, "req": job.cancel_reqs.get(watcher)})
         log.info("job %s ended: %s %s", job.id, state, fields.get("message", ""))
-        self.store.prune()
+        try:
+            self.store.prune()
+        except OSError as exc:
+            log.warning("could not prune %s: %s", self.store.root, exc)
 
     def _note_version(self, identity: bytes, version: int) -> None:
         if version == protocol.PROTOCOL_VERSION:
@@ -446,10 +479,16 @@ class Broker:
             client = record.get("client")
             watchers = {bytes.fromhex(client)} if isinstance(client, str) else set()
             job = Job(job_id, int(record.get("seq", 0)), drags, settings, image, watchers=watchers)
-            self.store.update(job_id, state=protocol.QUEUED)
+            try:
+                self.store.update(job_id, state=protocol.QUEUED)
+            except OSError as exc:  # a full disk at start: the record already says queued or running
+                log.error("could not update job %s: %s", job_id, exc)
             self.queue.push(job)
             log.info("job %s queued again after a restart", job_id)
-        self.store.prune()
+        try:
+            self.store.prune()
+        except OSError as exc:
+            log.warning("could not prune %s: %s", self.store.root, exc)
 
 
 def _check_image_decodes(png: bytes) -> None:

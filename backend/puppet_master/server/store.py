@@ -17,6 +17,7 @@ in ``status``), so one damaged record never stops the server or the other jobs.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import shutil
@@ -37,6 +38,14 @@ DEFAULT_KEEP_JOBS = 100
 DEFAULT_KEEP_S = 24 * 3600.0
 _SUMMARY_KEYS = ("state", "seq", "created", "finished", "code")
 DAMAGED_DIR = "damaged"
+#: a submit is refused (disk_full) when the results disk has less than this free: room for its
+#: input, its 14 frames, preview and records
+MIN_FREE_BYTES = 8 * 1024 * 1024
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for the errors of a full disk or an exhausted quota."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 _STATES = {protocol.QUEUED, protocol.RUNNING, *protocol.FINAL_STATES}
 
 
@@ -141,6 +150,28 @@ class ResultStore:
     def __len__(self) -> int:
         return len(self._index)
 
+    def free_bytes(self) -> int:
+        return shutil.disk_usage(self.root).free
+
+    def full_message(self) -> str:
+        return (f"the server's results disk is full ({self.root}: {self.free_bytes() / 2**20:.1f} MiB free, "
+                f"{MIN_FREE_BYTES // 2**20} MiB needed per job): free space there, or restart serve with another --results")
+
+    def remove(self, job_id: str) -> None:
+        """Delete a job's folder and index entry (a job that could not be stored)."""
+        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+        self._index.pop(job_id, None)
+        try:
+            self._write_index()
+        except OSError as exc:
+            log.warning("could not rewrite the index of %s: %s", self.root, exc)
+
+    def drop_frames(self, job_id: str) -> None:
+        """Delete the result files a failed save left (frames, preview, settings), keeping the record."""
+        folder = self.job_dir(job_id)
+        for path in [*folder.glob("frame_*.png"), folder / PREVIEW_NAME, folder / "settings.json"]:
+            path.unlink(missing_ok=True)
+
     # --- retention ---------------------------------------------------------------------------
     def prune(self, now: float | None = None) -> list[str]:
         """Delete finished jobs beyond the newest ``keep_jobs`` that are older than ``keep_s``."""
@@ -205,4 +236,7 @@ class ResultStore:
                 continue
             self._index[folder.name] = {k: record.get(k) for k in _SUMMARY_KEYS}
         self.next_seq = max([self.next_seq, *(int(s["seq"]) + 1 for s in self._index.values())])
-        self._write_index()
+        try:
+            self._write_index()
+        except OSError as exc:  # a full disk: serve anyway (submits are refused until there is room)
+            log.error("could not write %s: %s", self.root / INDEX_NAME, exc)
