@@ -9,8 +9,6 @@ with ``worker_lost``. It never imports torch: a model crash cannot take it down.
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 import socket as socket_module
 import time
@@ -21,6 +19,7 @@ import zmq
 
 from puppet_master import __version__, protocol
 from puppet_master.protocol import Message, ProtocolError
+from puppet_master.server.inbound import best_effort_req, best_effort_type, check_image_decodes
 from puppet_master.server.jobs import Job, JobQueue, Worker
 from puppet_master.server.store import MIN_FREE_BYTES, ResultStore, is_disk_full
 
@@ -124,7 +123,7 @@ class Broker:
             except Exception:  # a bug must not stop the server: log it and answer
                 log.exception("error while handling a message")
                 if sock is self.frontend:
-                    self._fail(identity, _best_effort_req(payload), protocol.INTERNAL, "internal server error")
+                    self._fail(identity, best_effort_req(payload), protocol.INTERNAL, "internal server error")
 
     def shutdown(self) -> None:
         """Tell workers to stop. Unfinished jobs stay queued/running in the store: the next
@@ -143,8 +142,8 @@ class Broker:
         try:
             message = protocol.decode(frames, protocol.CLIENT_TYPES)
         except ProtocolError as exc:
-            req = _best_effort_req(frames)
-            if _best_effort_type(frames) == protocol.SUBMIT:
+            req = best_effort_req(frames)
+            if best_effort_type(frames) == protocol.SUBMIT:
                 self._send_client(identity, protocol.REJECTED, {"req": req, "code": exc.code, "message": exc.message})
             else:
                 self._fail(identity, req, exc.code, exc.message)
@@ -171,7 +170,7 @@ class Broker:
         req = message.header["req"]
         try:
             request = protocol.check_submit(message)
-            _check_image_decodes(request.image_png)
+            check_image_decodes(request.image_png)
             if self._stopping:
                 raise ProtocolError(protocol.SHUTTING_DOWN, "the server is shutting down")
             if self.queue.full():
@@ -489,34 +488,3 @@ class Broker:
             self.store.prune()
         except OSError as exc:
             log.warning("could not prune %s: %s", self.store.root, exc)
-
-
-def _check_image_decodes(png: bytes) -> None:
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(png)) as image:
-            if image.format != "PNG":
-                raise ProtocolError(protocol.BAD_IMAGE, f"the image must be a PNG, got {image.format}")
-            image.verify()  # chunk structure and CRCs; the worker decodes the pixels
-    except ProtocolError:
-        raise
-    except Exception as exc:  # PIL raises many kinds for corrupt data
-        raise ProtocolError(protocol.BAD_IMAGE, f"the PNG cannot be decoded: {exc}") from None
-
-
-def _best_effort_header(frames: list[bytes]) -> dict[str, Any]:
-    try:
-        header = json.loads(bytes(frames[0])) if frames and len(frames[0]) <= protocol.MAX_HEADER_BYTES else {}
-    except (ValueError, RecursionError):
-        return {}
-    return header if isinstance(header, dict) else {}
-
-
-def _best_effort_req(frames: list[bytes]) -> str:
-    req = _best_effort_header(frames).get("req")
-    return req if protocol.is_request_id(req) else "unknown"
-
-
-def _best_effort_type(frames: list[bytes]) -> Any:
-    return _best_effort_header(frames).get("type")
