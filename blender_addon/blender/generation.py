@@ -145,6 +145,8 @@ def apply_snapshot(scene: bpy.types.Scene, snapshot: job.JobSnapshot) -> None:
         props.job_id = snapshot.job_id
     props.job_progress = snapshot.progress
     props.job_status_text = snapshot.status
+    if snapshot.preview_png and snapshot.state in job.ACTIVE_STATES:
+        show_preview(scene, snapshot.preview_png)
     props.job_error = snapshot.error
     state, retryable = snapshot.state, snapshot.retryable
     if state == job.DONE and snapshot.frames:
@@ -157,6 +159,38 @@ def apply_snapshot(scene: bpy.types.Scene, snapshot: job.JobSnapshot) -> None:
     props.job_state = state
     if snapshot.job_id and state in (job.DONE, job.CANCELLED, job.ERROR) and not retryable:
         _journal(lambda root: job_journal.finish(root, snapshot.job_id))
+
+
+PREVIEW_IMAGE = "PM Preview"
+_shown_previews: dict[str, int] = {}  # scene name -> hash of the preview it shows
+
+
+def show_preview(scene: bpy.types.Scene, png: bytes) -> bpy.types.Image | None:
+    """Show the newest progress preview (the server's decoded estimate of the frames) as the
+    scene's ``PM Preview`` image, which the panel draws while the job runs."""
+    import hashlib
+    import tempfile
+
+    digest = hash(png)
+    props = scene.puppet_master
+    if _shown_previews.get(scene.name) == digest and props.preview_image is not None:
+        return props.preview_image
+    name = hashlib.sha1(scene.name.encode(), usedforsecurity=False).hexdigest()[:12]
+    path = Path(tempfile.gettempdir()) / f"puppet_master_preview_{name}.png"
+    try:
+        results.write_atomic(path, png)
+    except OSError as exc:
+        log.warning("could not write the preview: %s", exc)
+        return None
+    image = props.preview_image
+    if image is None or bpy.path.abspath(image.filepath) != str(path):
+        image = bpy.data.images.load(str(path), check_existing=False)
+        image.name = f"{PREVIEW_IMAGE} {scene.name}"
+        props.preview_image = image
+    else:
+        image.reload()
+    _shown_previews[scene.name] = digest
+    return image
 
 
 def journal_root() -> Path:

@@ -86,6 +86,8 @@ class PUPPET_PT_main(bpy.types.Panel):
         if active:
             box.progress(factor=props.job_progress, type="BAR", text=props.job_status_text or props.job_state.title())
             box.operator("puppet_master.cancel", icon="CANCEL")
+            if props.preview_image is not None:
+                box.template_icon(icon_value=props.preview_image.preview_ensure().icon_id, scale=8.0)
         else:
             box.operator("puppet_master.generate", icon="PLAY")
             if props.job_status_text:

@@ -114,6 +114,10 @@ class PUPPET_PG_scene(bpy.types.PropertyGroup):
 
     job_id: StringProperty(name="Job", default="")
     job_endpoint: StringProperty(name="Job Endpoint", default="")
+    preview_image: PointerProperty(
+        name="Preview", type=bpy.types.Image,
+        description="The newest progress preview of the running job (the decoded estimate of its frames)",
+    )  # fmt: skip
     job_camera: PointerProperty(
         name="Job Camera", type=bpy.types.Object,
         description="The camera whose shot the job was made from: its result plane goes there",

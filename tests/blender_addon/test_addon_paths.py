@@ -118,3 +118,30 @@ def test_the_result_goes_to_the_camera_that_made_the_job(addon_zip, tiny_server,
     )
     assert out["state"] == "DONE", out["error"]
     assert out["parent"] == "Cam"
+
+
+def test_the_panel_keeps_the_newest_progress_preview_as_a_blender_image(addon_zip, tiny_server, tmp_path):
+    out = run_blender(
+        f"""
+        scene, cam, cube = setup_shot("{tiny_server}", steps=20)
+        props = scene.puppet_master
+        assert bpy.ops.puppet_master.generate() == {{"FINISHED"}}
+        seen = []
+        runtime = ext("blender.runtime")
+        deadline = time.monotonic() + 240
+        while scene.name in runtime.STATE.controllers and time.monotonic() < deadline:
+            runtime.tick()
+            image = props.preview_image
+            if image is not None and (not seen or seen[-1] != props.job_progress):
+                seen.append(props.job_progress)
+            time.sleep(0.02)
+        image = props.preview_image
+        emit(state=props.job_state, seen=seen, size=list(image.size) if image else None,
+             name=image.name if image else None, images=[i.name for i in bpy.data.images if i.name.startswith("PM Preview")])
+        """,
+        addon_zip, tmp_path, setup=PUMP, timeout=300,
+    )
+    assert out["state"] == "DONE"
+    assert out["seen"] and out["seen"] == sorted(out["seen"])
+    assert out["size"][0] == out["size"][1] > 0 and out["name"].startswith("PM Preview")
+    assert len(out["images"]) == 1  # one image, reloaded with each newer preview

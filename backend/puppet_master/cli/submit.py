@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import sys
 from pathlib import Path
 
@@ -48,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
         drags_to_array(drags)
         settings = protocol.JobSettings.from_json({
             "num_inference_steps": args.steps, "min_guidance_scale": args.min_guidance,
-            "max_guidance_scale": args.max_guidance, "seed": args.seed, "preview_every": 0})
+            "max_guidance_scale": args.max_guidance, "seed": args.seed,
+            "preview_every": args.preview_every if args.preview_file else 0})
         key = load_public(args.server_key) if args.server_key else None
         args.endpoint = protocol.normalize_endpoint(args.endpoint)
     except (DragError, protocol.ProtocolError, protocol.EndpointError, SecurityError) as exc:
@@ -76,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
 
         def on_event(event: pm_client.Event) -> None:
             if isinstance(event, pm_client.Progress):
+                if args.preview_file and event.preview_png:
+                    _write_atomic(Path(args.preview_file), event.preview_png)
                 bar.total = event.total
                 bar.n = event.step
                 bar.set_postfix_str(f"ETA {event.eta_s:.1f} s" if event.eta_s is not None else "")
@@ -116,6 +120,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` in one step, so a viewer never reads half a file."""
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     defaults = protocol.JobSettings()
     parser = subparsers.add_parser(
@@ -137,4 +148,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="guidance of the last frame (default: the model's; 5 for Puppet-Master)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: the server picks one)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="give up waiting after this many seconds")
+    parser.add_argument("--preview-file", metavar="PNG",
+                        help="keep the newest progress preview (the decoded estimate of the frames) in this file")
+    parser.add_argument("--preview-every", type=int, default=defaults.preview_every,
+                        help="a preview every N steps with --preview-file (default %(default)s)")
     parser.set_defaults(func=run)
