@@ -4,7 +4,7 @@
 import bpy
 from bpy.props import BoolProperty, FloatProperty, IntProperty, StringProperty
 
-from ..core import backend_process, camera_frame, job, reference_image
+from ..core import backend_process, camera_frame, job, reference_image, results, sequencer_layout
 from ..core._light import light_module
 from ..core.drag_editing import new_drag_position
 from . import anchors, generation, preferences, reference, runtime, scene_drags
@@ -195,6 +195,41 @@ class PUPPET_OT_generate(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class PUPPET_OT_result_to_sequencer(bpy.types.Operator):
+    """Put the scene's last result into the Video Sequence Editor as an image strip, on the lowest free channel, named with its job and seed"""
+
+    bl_idname = "puppet_master.result_to_sequencer"
+    bl_label = "Add to Sequencer"
+    bl_options = {"REGISTER", "UNDO"}
+
+    frame_start: IntProperty(name="Start Frame", default=-1, description="-1: the scene's start frame")
+
+    def execute(self, context):
+        import json
+        from pathlib import Path
+
+        scene = context.scene
+        folder = Path(bpy.path.abspath(scene.puppet_master.result_folder or ""))
+        frames = results.existing_frames(folder) if folder.is_dir() else []
+        if not frames:
+            self.report({"ERROR"}, "no result frames to add: Generate (or Fetch) first")
+            return {"CANCELLED"}
+        try:
+            seed = json.loads((folder / results.SETTINGS_FILE).read_text()).get("settings", {}).get("seed")
+        except (OSError, ValueError, AttributeError):
+            seed = None
+        start = scene.frame_start if self.frame_start < 0 else self.frame_start
+        editor = scene.sequence_editor_create()
+        occupied = [(s.channel, int(s.frame_final_start), int(s.frame_final_end)) for s in editor.strips_all]
+        channel = sequencer_layout.free_channel(occupied, start, start + len(frames))
+        name = sequencer_layout.strip_name(scene.puppet_master.job_id or folder.name, seed)
+        strip = editor.strips.new_image(name, str(frames[0]), channel, start)
+        for path in frames[1:]:
+            strip.elements.append(path.name)
+        self.report({"INFO"}, f"added {name} ({len(frames)} frames) on channel {channel}")
+        return {"FINISHED"}
+
+
 class PUPPET_OT_cancel(bpy.types.Operator):
     """Cancel the running Puppet-Master job (Esc)"""
 
@@ -303,6 +338,7 @@ classes = (
     PUPPET_OT_drag_remove,
     PUPPET_OT_check_drags,
     PUPPET_OT_generate,
+    PUPPET_OT_result_to_sequencer,
     PUPPET_OT_cancel,
     PUPPET_OT_fetch_result,
     PUPPET_OT_ping,

@@ -104,6 +104,7 @@ class PUPPET_PT_main(bpy.types.Panel):
                 row.operator("puppet_master.fetch_result", icon="IMPORT", text="Fetch")
         if props.result_folder:
             box.label(text=props.result_folder, icon="FILE_FOLDER")
+            box.operator("puppet_master.result_to_sequencer", icon="SEQUENCE")
 
         box = layout.box()
         box.label(text="Backend", icon="LINKED")

@@ -145,3 +145,23 @@ def test_the_panel_keeps_the_newest_progress_preview_as_a_blender_image(addon_zi
     assert out["seen"] and out["seen"] == sorted(out["seen"])
     assert out["size"][0] == out["size"][1] > 0 and out["name"].startswith("PM Preview")
     assert len(out["images"]) == 1  # one image, reloaded with each newer preview
+
+
+def test_a_result_goes_into_the_sequencer_on_a_free_channel(addon_zip, tiny_server, tmp_path):
+    out = run_blender(
+        f"""
+        scene, cam, cube = setup_shot("{tiny_server}", steps=1)
+        assert bpy.ops.puppet_master.generate(wait=True) == {{"FINISHED"}}
+        editor = scene.sequence_editor_create()
+        editor.strips.new_effect("Busy", "COLOR", channel=1, frame_start=1, length=30)  # channel 1 is taken
+        assert bpy.ops.puppet_master.result_to_sequencer() == {{"FINISHED"}}
+        assert bpy.ops.puppet_master.result_to_sequencer(frame_start=100) == {{"FINISHED"}}
+        strips = sorted(((s.name, s.channel, int(s.frame_final_start), int(s.frame_final_duration), s.type)
+                         for s in editor.strips_all if s.name.startswith("PM ")), key=lambda s: s[2])
+        emit(strips=strips, job=scene.puppet_master.job_id)
+        """,
+        addon_zip, tmp_path, setup=PUMP, timeout=300,
+    )
+    (first, later) = out["strips"]
+    assert first[0] == f"PM {out['job'][:8]} seed 7" and first[1:] == [2, 1, 14, "IMAGE"]
+    assert later[1:] == [1, 100, 14, "IMAGE"]  # no strip over frames 100-113: channel 1 is free there

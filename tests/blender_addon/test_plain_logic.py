@@ -377,3 +377,15 @@ def test_preview_gif_decodes_to_the_frames_within_the_palette_step(tmp_path):
         assert gif.info["duration"] == 100
     with pytest.raises(ValueError, match="same size"):
         preview_gif.encode_gif([frames[0], frames[0][:10]])
+
+
+def test_sequencer_layout_finds_the_lowest_free_channel():
+    from blender_addon.core import sequencer_layout
+
+    occupied = [(1, 1, 30), (2, 10, 20), (3, 50, 60)]
+    assert sequencer_layout.free_channel(occupied, 1, 15) == 3
+    assert sequencer_layout.free_channel(occupied, 30, 44) == 1
+    assert sequencer_layout.free_channel(occupied, 15, 55) == 4
+    assert sequencer_layout.strip_name("0123456789abcdef" * 2, 7, variant=2) == "PM 01234567 v2 seed 7"
+    with pytest.raises(ValueError, match="every sequencer channel"):
+        sequencer_layout.free_channel([(c, 0, 10) for c in range(1, 129)], 0, 5)
