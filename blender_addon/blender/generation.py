@@ -145,7 +145,7 @@ def apply_snapshot(scene: bpy.types.Scene, snapshot: job.JobSnapshot) -> None:
         props.job_id = snapshot.job_id
     props.job_progress = snapshot.progress
     props.job_status_text = snapshot.status
-    if snapshot.preview_png and snapshot.state in job.ACTIVE_STATES:
+    if snapshot.preview_png:  # (also when the result came in the same poll: the panel then moves on)
         show_preview(scene, snapshot.preview_png)
     props.job_error = snapshot.error
     state, retryable = snapshot.state, snapshot.retryable
