@@ -91,19 +91,23 @@ def save_preview_gif(
     return path
 
 
-def write_json_atomic(path: str | Path, data: dict) -> None:
-    """Write JSON so that readers never see a half-written file."""
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` so that readers never see a half-written file (a temp file, then a rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: str | Path, data: dict) -> None:
+    """Write JSON so that readers never see a half-written file."""
+    write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
 def write_result(

@@ -29,6 +29,22 @@ class BackendLaunchError(RuntimeError):
     """The local backend could not be started; the message says why."""
 
 
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a backend child process: Blender's own Python paths must not leak in."""
+    env = {**os.environ, **(extra or {}), "PYTHONUNBUFFERED": "1"}
+    for var in ("PYTHONHOME", "PYTHONPATH"):
+        env.pop(var, None)
+    return env
+
+
+def check_python(python: str) -> None:
+    """Refuse an unset or missing backend Python (BackendLaunchError says what to set)."""
+    if not python:
+        raise BackendLaunchError("set the Python executable of the backend in the add-on preferences")
+    if not Path(python).is_file():
+        raise BackendLaunchError(f"backend Python executable not found: {python}")
+
+
 @dataclass(frozen=True)
 class LaunchSettings:
     python: str
@@ -38,10 +54,7 @@ class LaunchSettings:
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def command(self) -> list[str]:
-        if not self.python:
-            raise BackendLaunchError("set the Python executable of the backend in the add-on preferences")
-        if not Path(self.python).is_file():
-            raise BackendLaunchError(f"backend Python executable not found: {self.python}")
+        check_python(self.python)
         try:
             model = shlex.split(self.model_args)
         except ValueError as exc:
@@ -70,9 +83,7 @@ class LocalBackend:
         os.close(fd)
         self.log_path = Path(name)
         self._log_file = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop/_reap)
-        env = {**os.environ, **settings.extra_env, "PYTHONUNBUFFERED": "1"}
-        for var in ("PYTHONHOME", "PYTHONPATH"):  # Blender's own Python paths must not leak in
-            env.pop(var, None)
+        env = child_env(settings.extra_env)
         try:
             self.process = subprocess.Popen(
                 command, stdout=self._log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env

@@ -12,14 +12,14 @@ thread too.
 from __future__ import annotations
 
 import json
-import os
 import queue
 import signal
 import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+
+from .backend_process import BackendLaunchError, check_python, child_env
 
 #: seconds Cancel waits for the download to stop before killing it
 CANCEL_GRACE_S = 10.0
@@ -27,18 +27,11 @@ CANCEL_GRACE_S = 10.0
 EXIT_CANCELLED = 130
 
 
-def _child_env() -> dict[str, str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    for var in ("PYTHONHOME", "PYTHONPATH"):  # Blender's own Python paths must not leak in
-        env.pop(var, None)
-    return env
-
-
 def _check_python(python: str) -> None:
-    if not python:
-        raise DownloadError("set the Python executable of the backend in the add-on preferences first")
-    if not Path(python).is_file():
-        raise DownloadError(f"backend Python executable not found: {python}")
+    try:
+        check_python(python)
+    except BackendLaunchError as exc:
+        raise DownloadError(str(exc)) from None
 
 
 class DownloadError(RuntimeError):
@@ -86,7 +79,7 @@ class ModelDownload:
         command = self.command(python, extra_args)
         try:
             self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                            stdin=subprocess.DEVNULL, text=True, env=_child_env())
+                                            stdin=subprocess.DEVNULL, text=True, env=child_env())
         except OSError as exc:
             raise DownloadError(f"cannot start {python}: {exc}") from exc
         self.status = DownloadStatus(state="RUNNING", text="Starting the download...")
@@ -208,7 +201,7 @@ class InstalledModels:
         def ask() -> None:
             try:
                 done = subprocess.run([python, "-m", "puppet_master", "info", "--json"], capture_output=True,
-                                      text=True, timeout=timeout, env=_child_env(), stdin=subprocess.DEVNULL)
+                                      text=True, timeout=timeout, env=child_env(), stdin=subprocess.DEVNULL)
                 if done.returncode != 0:
                     self._result.put(("error", done.stderr.strip().splitlines()[-1:] or ["info failed"]))
                 else:

@@ -7,10 +7,11 @@ normalised square coordinates and to pick the handle under the mouse.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from . import drag_paths
 
 Pixel = tuple[float, float]
 
@@ -135,24 +136,10 @@ def arrow_shapes(
         head = arrow_head(path[-2] if curved else s, e)
         frames = trajectories[index] if trajectories is not None and index < len(trajectories) else None
         ticks = tuple(tick_marks([mapping.to_region(*p) for p in frames])) if frames else ()
-        middle = _middle(path) if curved else None
+        middle = drag_paths.point_at(path, 0.5) if curved else None
         label_pos = (s[0] + HANDLE_RADIUS_PX + 3.0, s[1] + HANDLE_RADIUS_PX + 3.0)
         shapes.append(ArrowShape(index, s, e, head, str(index + 1), label_pos, path, ticks, middle))
     return shapes
-
-
-def _middle(path: Sequence[Pixel]) -> Pixel:
-    """The point halfway along a polyline, by length."""
-    lengths = [0.0]
-    for (ax, ay), (bx, by) in itertools.pairwise(path):
-        lengths.append(lengths[-1] + math.hypot(bx - ax, by - ay))
-    half = lengths[-1] / 2.0
-    for i in range(1, len(path)):
-        if lengths[i] >= half:
-            span = lengths[i] - lengths[i - 1]
-            u = 0.0 if span <= 0 else (half - lengths[i - 1]) / span
-            return (path[i - 1][0] + u * (path[i][0] - path[i - 1][0]), path[i - 1][1] + u * (path[i][1] - path[i - 1][1]))
-    return path[-1]
 
 
 def pick_handle(

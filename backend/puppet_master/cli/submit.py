@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import sys
 from pathlib import Path
 
@@ -38,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     from puppet_master import client as pm_client
     from puppet_master.drags import Drag, DragError, drags_to_array, parse_drag
-    from puppet_master.outputs import write_result
+    from puppet_master.outputs import write_bytes_atomic, write_result
     from puppet_master.server.security import SecurityError, load_public
 
     # 1. check inputs before connecting
@@ -79,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         def on_event(event: pm_client.Event) -> None:
             if isinstance(event, pm_client.Progress):
                 if args.preview_file and event.preview_png:
-                    _write_atomic(Path(args.preview_file), event.preview_png)
+                    write_bytes_atomic(args.preview_file, event.preview_png)
                 bar.total = event.total
                 bar.n = event.step
                 bar.set_postfix_str(f"ETA {event.eta_s:.1f} s" if event.eta_s is not None else "")
@@ -118,13 +117,6 @@ def run(args: argparse.Namespace) -> int:
                  untrained=bool(event.info.get("untrained")))
     print(f"wrote {len(frames)} frames, preview.gif and settings.json to {out_dir}")
     return 0
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` in one step, so a viewer never reads half a file."""
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
