@@ -275,16 +275,10 @@ class PUPPET_OT_ping(bpy.types.Operator):
         if runtime.STATE.pinger is not None:
             runtime.STATE.pinger.client.close()
         try:
-            key = job.resolve_server_key(prefs.server_key)
-        except job.ServerKeyError as exc:
-            runtime.STATE.connection_text = str(exc)
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        try:
-            runtime.STATE.pinger = job.Pinger(prefs.endpoint, key)
-        except job.protocol.EndpointError as exc:
+            runtime.STATE.pinger = job.Pinger(prefs.endpoint, job.resolve_server_key(prefs.server_key))
+        except (job.ServerKeyError, job.protocol.EndpointError) as exc:
             runtime.STATE.pinger = None
-            runtime.STATE.connection_text = f"Backend Endpoint: {exc}"
+            runtime.STATE.connection_text = str(exc) if isinstance(exc, job.ServerKeyError) else f"Backend Endpoint: {exc}"
             self.report({"ERROR"}, runtime.STATE.connection_text)
             return {"CANCELLED"}
         runtime.STATE.connection_text = f"Contacting {runtime.STATE.pinger.endpoint}..."
