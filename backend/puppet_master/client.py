@@ -94,12 +94,14 @@ class Event:
 
 @dataclass(frozen=True)
 class Accepted(Event):
-    """The submit ``req`` became job ``job_id``; ``position`` jobs wait before it (0 = next)."""
+    """The submit ``req`` became job ``job_id``; ``position`` jobs wait before it (0 = next).
+    ``token`` lets any connection fetch or cancel the job later (keep it with the job id)."""
 
     req: str
     job_id: str
     position: int
     seq: int
+    token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -263,6 +265,8 @@ class GenerationClient:
         self._pending: dict[str, tuple[str, str | None, float, float]] = {}
         #: job id -> last known state ("queued", "running", "done", "error", "cancelled")
         self.jobs: dict[str, str] = {}
+        #: job id -> its token (from Accepted, or given to fetch/cancel): sent with every request on it
+        self.tokens: dict[str, str] = {}
         self.last_server_info: dict[str, Any] | None = None
         self._closed = False
         self._unclaimed: list[Event] = []  # events after a wait_for match, for the next poll
@@ -287,16 +291,25 @@ class GenerationClient:
             protocol.SUBMIT, {"drags": wire_drags, "settings": settings.to_json()}, blobs=[image_png]
         )
 
-    def cancel(self, job_id: str) -> str:
+    def cancel(self, job_id: str, token: str | None = None) -> str:
         """Ask to cancel a job; the job then ends in :class:`Cancelled` (or its result, if it
-        finished first). A job that already ended gives :class:`RequestFailed` ``job_finished``."""
-        return self._request(protocol.CANCEL, {"job": protocol.check_job_id(job_id)}, job_id=job_id)
+        finished first). A job that already ended gives :class:`RequestFailed` ``job_finished``.
+        ``token``: the job's token, for a job submitted from another connection."""
+        return self._request(protocol.CANCEL, self._job_fields(job_id, token), job_id=job_id)
 
-    def fetch(self, job_id: str) -> str:
+    def fetch(self, job_id: str, token: str | None = None) -> str:
         """Ask for a job by id (e.g. after Blender was closed): a finished job answers with its
         final event (:class:`Result`, :class:`JobError` or :class:`Cancelled`); an unfinished one
-        with :class:`JobState`, and its progress and final events follow to this client."""
-        return self._request(protocol.FETCH, {"job": protocol.check_job_id(job_id)}, job_id=job_id)
+        with :class:`JobState`, and its progress and final events follow to this client. Only the
+        job's owner is answered: the connection that submitted it, or one sending its ``token``
+        (:attr:`Accepted.token`); anyone else gets :class:`RequestFailed` ``not_owner``."""
+        return self._request(protocol.FETCH, self._job_fields(job_id, token), job_id=job_id)
+
+    def _job_fields(self, job_id: str, token: str | None) -> dict[str, Any]:
+        protocol.check_job_id(job_id)
+        if token:
+            self.tokens[job_id] = token
+        return {"job": job_id, **({"token": self.tokens[job_id]} if job_id in self.tokens else {})}
 
     def ping(self) -> str:
         """Ask the server to describe itself; answered by :class:`Pong` (with the round trip)."""
@@ -439,7 +452,9 @@ class GenerationClient:
         if m.type == protocol.ACCEPTED:
             self._answered(req)
             self.jobs[h["job"]] = protocol.QUEUED
-            return Accepted(req, h["job"], h["position"], h["seq"])
+            if h.get("token"):
+                self.tokens[h["job"]] = h["token"]
+            return Accepted(req, h["job"], h["position"], h["seq"], h.get("token"))
         if m.type == protocol.REJECTED:
             self._answered(req)
             return Rejected(req, h["code"], h["message"])

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import secrets
 import struct
 import uuid
 from collections.abc import Mapping, Sequence
@@ -32,15 +33,17 @@ SUPPORTED_VERSIONS = (1, 2)
 # --- message types: client -> server ---------------------------------------------------------
 PING = "ping"  # -> PONG with the server's description
 SUBMIT = "submit"  # header: req, drags, settings; frame 1: the input image (PNG) -> ACCEPTED | REJECTED
-CANCEL = "cancel"  # header: req, job -> CANCELLED (job event) | FAILED
-FETCH = "fetch"  # header: req, job -> RESULT | ERROR | CANCELLED | JOB_STATE (and attaches) | FAILED
-STATUS = "status"  # header: req -> STATUS_REPLY
-UNLOAD = "unload"  # header: req -> UNLOADED (workers free their model; reloaded on the next job)
+# CANCEL and FETCH name a job its owner may act on: the client that submitted it, or any client
+# with the job's token (from ACCEPTED); anyone else gets FAILED not_owner
+CANCEL = "cancel"  # header: req, job, token? -> CANCELLED (job event) | FAILED
+FETCH = "fetch"  # header: req, job, token? -> RESULT | ERROR | CANCELLED | JOB_STATE (and attaches) | FAILED
+STATUS = "status"  # header: req -> STATUS_REPLY (the asker's own jobs; others' only as counts)
+UNLOAD = "unload"  # header: req -> UNLOADED (workers free their model) | FAILED not_allowed
 HEARTBEAT = "heartbeat"  # both ways, every link; any message also counts as a heartbeat
 
 # --- message types: server -> client ---------------------------------------------------------
 PONG = "pong"  # header: req, server (dict: versions, model, device, dtype, queue, workers)
-ACCEPTED = "accepted"  # header: req, job, position (0 = next to run), seq (acceptance order)
+ACCEPTED = "accepted"  # header: req, job, position (0 = next to run), seq (acceptance order), token
 REJECTED = "rejected"  # header: req, code, message: the submit was refused, no job exists
 PROGRESS = "progress"  # header: job, step, total, eta_s; optional frame 1: small preview PNG
 # the three final job events carry "req" when they answer a FETCH or a CANCEL
@@ -53,12 +56,13 @@ UNLOADED = "unloaded"  # header: req, workers (how many were asked to unload)
 FAILED = "failed"  # header: req, code, message, optional job: a request (not a job) failed
 
 # --- message types: broker <-> worker (the backend socket) -----------------------------------
-READY = "ready"  # worker -> broker: header: worker (dict: id, device, dtype, model, host, pid)
+READY = "ready"  # worker -> broker: header: worker (dict: id, device, dtype, model, host, pid), secret
 JOB = "job"  # broker -> worker: header: job, drags, settings; frame 1: image PNG
 # the worker answers a JOB with PROGRESS*, then exactly one of RESULT, ERROR, CANCELLED; after a
 # RESULT it sends PREVIEW_GIF (header: job; frame 1: preview.gif bytes), off the result's path
 PREVIEW_GIF = "preview_gif"
 # broker -> worker CANCEL (header: job), UNLOAD (-> UNLOADED), SHUTDOWN (the worker exits);
+# (with "reason" when the broker refuses a worker: a wrong secret, a worker id in use);
 # worker -> broker SHUTDOWN: the worker is leaving (its running job, if any, fails with worker_lost)
 SHUTDOWN = "shutdown"
 
@@ -91,13 +95,16 @@ WORKER_LOST = "worker_lost"  # the worker died or stopped answering heartbeats m
 GENERATION_FAILED = "generation_failed"  # the pipeline raised
 SHUTTING_DOWN = "shutting_down"  # the server is stopping
 DISK_FULL = "disk_full"  # the server's results disk is full: the message names the folder and its free space
+NOT_OWNER = "not_owner"  # CANCEL/FETCH of a job submitted by another client, without its token
+NOT_ALLOWED = "not_allowed"  # UNLOAD on a server whose operator did not allow it (serve --allow-unload)
+BUSY = "busy"  # FETCH refused for now: results not yet read by clients fill the broker's bound; retry
 TIMEOUT = "timeout"  # client side: no answer within the request timeout
 INTERNAL = "internal"  # a bug on the server; the message says what
 
 ERROR_CODES = frozenset(
     {BAD_MESSAGE, BAD_VERSION, UNKNOWN_TYPE, BAD_FIELD, BAD_IMAGE, IMAGE_TOO_LARGE, BAD_DRAGS, BAD_SETTINGS,
-     QUEUE_FULL, DISK_FULL, UNKNOWN_JOB, JOB_FINISHED, NO_WORKERS, WORKER_LOST, GENERATION_FAILED, SHUTTING_DOWN,
-     TIMEOUT, INTERNAL}
+     QUEUE_FULL, DISK_FULL, NOT_OWNER, NOT_ALLOWED, BUSY, UNKNOWN_JOB, JOB_FINISHED, NO_WORKERS, WORKER_LOST,
+     GENERATION_FAILED, SHUTTING_DOWN, TIMEOUT, INTERNAL}
 )
 
 # --- limits ----------------------------------------------------------------------------------
@@ -118,6 +125,11 @@ MAX_SEED = 2**63 - 1
 MAX_PREVIEW_SIDE = 128  # pixels, the side of a PROGRESS preview image
 MAX_ID_CHARS = 64  # request ids
 DEFAULT_MAX_QUEUE = 64  # jobs waiting (not counting running ones); `serve --max-queue`
+# what the broker holds for clients that do not read (each result is ~1-3 MB of PNG frames):
+CLIENT_SNDHWM = 100  # messages queued per client connection; more are dropped (small ones: replies)
+MAX_UNREAD_RESULT_BYTES_PER_CLIENT = 32 * 1024 * 1024  # result bytes sent to one client, not yet taken
+MAX_UNREAD_RESULT_BYTES = 128 * 1024 * 1024  # the same over all clients; a FETCH beyond either is `busy`
+MAX_WATCHERS = 8  # client connections that get one job's events (the submitter, then owners who fetched)
 
 # --- timing (seconds) ------------------------------------------------------------------------
 HEARTBEAT_INTERVAL_S = 1.0  # every peer sends a heartbeat when it has sent nothing for this long
@@ -135,6 +147,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # matched with fullmatch: "$" alone would also accept a final newline
 _REQ_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _JOB_RE = re.compile(r"[0-9a-f]{32}")
+_TOKEN_RE = re.compile(r"[0-9a-f]{32,64}")
 
 
 class EndpointError(ValueError):
@@ -203,6 +216,11 @@ class Message:
 def new_job_id() -> str:
     """A fresh job id: 32 lowercase hex digits (safe as a folder name)."""
     return uuid.uuid4().hex
+
+
+def new_job_token() -> str:
+    """A job's secret: whoever holds it may fetch and cancel the job (32 hex digits, 128 bits)."""
+    return secrets.token_hex(16)
 
 
 def new_request_id() -> str:
@@ -285,6 +303,8 @@ def decode(frames: Sequence[bytes], accepted: frozenset[str] | None = None) -> M
         raise ProtocolError(BAD_FIELD, f"{type_}: request id must be 1-{MAX_ID_CHARS} of [A-Za-z0-9_.:-]")
     if "job" in header and header["job"] is not None:
         check_job_id(header["job"])
+    if header.get("token") is not None and _TOKEN_RE.fullmatch(str(header["token"])) is None:
+        raise ProtocolError(BAD_FIELD, f"{type_}: a job token is 32-64 lowercase hex digits")
     return Message(type_, header, blobs, version)
 
 
@@ -294,12 +314,12 @@ _SCHEMAS: dict[str, tuple[dict[str, Any], dict[str, Any], int, int]] = {
     PING: ({}, {"req": str}, 0, 0),
     HEARTBEAT: ({}, {}, 0, 0),
     SUBMIT: ({"req": str, "drags": list}, {"settings": dict}, 1, 1),
-    CANCEL: ({"req": str, "job": str}, {}, 0, 0),
-    FETCH: ({"req": str, "job": str}, {}, 0, 0),
+    CANCEL: ({"req": str, "job": str}, {"token": str}, 0, 0),
+    FETCH: ({"req": str, "job": str}, {"token": str}, 0, 0),
     STATUS: ({"req": str}, {}, 0, 0),
     UNLOAD: ({"req": str}, {}, 0, 0),
     PONG: ({"server": dict}, {"req": str}, 0, 0),
-    ACCEPTED: ({"req": str, "job": str, "position": int, "seq": int}, {}, 0, 0),
+    ACCEPTED: ({"req": str, "job": str, "position": int, "seq": int}, {"token": str}, 0, 0),
     REJECTED: ({"req": str, "code": str, "message": str}, {}, 0, 0),
     PROGRESS: ({"job": str, "step": int, "total": int}, {"eta_s": _NUMBER, "elapsed_s": _NUMBER}, 0, 1),
     RESULT: ({"job": str, "settings": dict}, {"req": str, "drags": list, "info": dict}, 1, MAX_RESULT_FRAMES),
@@ -309,10 +329,10 @@ _SCHEMAS: dict[str, tuple[dict[str, Any], dict[str, Any], int, int]] = {
     STATUS_REPLY: ({"req": str, "server": dict, "queue": list, "workers": list}, {"running": list}, 0, 0),
     UNLOADED: ({}, {"req": str, "workers": int}, 0, 0),
     FAILED: ({"req": str, "code": str, "message": str}, {"job": str}, 0, 0),
-    READY: ({"worker": dict}, {}, 0, 0),
+    READY: ({"worker": dict}, {"secret": str}, 0, 0),
     JOB: ({"job": str, "drags": list, "settings": dict}, {}, 1, 1),
     PREVIEW_GIF: ({"job": str}, {}, 1, 1),
-    SHUTDOWN: ({}, {}, 0, 0),
+    SHUTDOWN: ({}, {"reason": str}, 0, 0),
 }
 
 

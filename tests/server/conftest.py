@@ -12,7 +12,7 @@ from server_helpers import ServerProcess
 def server(tmp_path_factory) -> Iterator[ServerProcess]:
     """One shared tiny server (one local worker) for the tests that do not restart or kill it."""
     results = tmp_path_factory.mktemp("shared") / "results"
-    proc = ServerProcess(results).start()
+    proc = ServerProcess(results, "--allow-unload").start()
     try:
         proc.wait_workers(1)
         yield proc

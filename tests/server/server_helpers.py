@@ -17,6 +17,7 @@ from PIL import Image
 
 from puppet_master import client as pm
 from puppet_master.protocol import JobSettings
+from puppet_master.server.security import write_worker_secret
 
 START_TIMEOUT_S = 180.0  # importing torch and building the tiny model on a busy 2-core machine
 JOB_TIMEOUT_S = 240.0
@@ -37,8 +38,12 @@ class ServerProcess:
     def __init__(self, results: Path, *extra: str, bind: str = "tcp://127.0.0.1:*", workers: int = 1,
                  env: dict[str, str] | None = None, model: tuple[str, ...] = ("--tiny",)) -> None:
         self.results = results
+        #: the worker secret, for workers a test starts by hand (`worker --worker-secret`)
+        self.worker_secret_file = results.parent / f"worker-{results.name}.secret"
+        if not self.worker_secret_file.exists():
+            write_worker_secret(self.worker_secret_file.parent).rename(self.worker_secret_file)
         self.argv = [sys.executable, "-m", "puppet_master", "serve", "--bind", bind, "--results", str(results),
-                     "--workers", str(workers), *model, *extra]
+                     "--workers", str(workers), "--worker-secret", str(self.worker_secret_file), *model, *extra]
         self.log_path = results.parent / f"serve-{results.name}-{int(time.monotonic() * 1000)}.log"
         self.env = {**os.environ, "PUPPET_MASTER_HOME": str(results.parent / "home"), **(env or {})}
         self.process: subprocess.Popen | None = None

@@ -37,7 +37,7 @@ class RunningBroker:
 
 @pytest.fixture
 def broker(tmp_path):
-    running = RunningBroker(tmp_path / "results", max_queue=2)
+    running = RunningBroker(tmp_path / "results", max_queue=2, allow_unload=True)
     yield running
     running.close()
 
@@ -91,14 +91,21 @@ def test_server_side_checks_reject_what_a_raw_client_could_send(broker):
 def test_unfinished_jobs_are_queued_again_after_a_restart(tmp_path):
     first = RunningBroker(tmp_path / "results")
     with first.client() as c:
-        jobs = [_submit(c).job_id for _ in range(3)]
+        accepted = [_submit(c) for _ in range(3)]
     first.close()
     second = RunningBroker(tmp_path / "results")
     try:
         with second.client() as c:
             c.status()
             status = c.wait_for(lambda e: isinstance(e, pm.StatusReply), 10)
-            assert status.queue == jobs
+            assert status.server["queue"] == 3 and status.queue == []  # a new connection owns none of them
+            for position, job in enumerate(accepted):  # their tokens own them, in their order
+                c.fetch(job.job_id, job.token)
+                state = c.wait_for(lambda e: isinstance(e, pm.JobState | pm.RequestFailed), 10)
+                assert isinstance(state, pm.JobState) and (state.state, state.position) == ("queued", position), state
+            c.status()
+            status = c.wait_for(lambda e: isinstance(e, pm.StatusReply), 10)
+            assert status.queue == [job.job_id for job in accepted]  # fetched with the token: watched, listed
             accepted = _submit(c)
             assert accepted.seq == 3  # acceptance order continues across restarts
     finally:
@@ -133,7 +140,7 @@ def test_a_remote_worker_is_lost_only_after_the_worker_timeout_of_silence(tmp_pa
             error = c.wait_for(lambda e: isinstance(e, pm.JobError), 10)
             waited = time.monotonic() - silent
             assert isinstance(error, pm.JobError) and error.code == protocol.WORKER_LOST, error
-            assert 1.5 <= waited <= 4.0, waited
+            assert waited >= 1.5, waited  # not before the timeout (how much later depends on the machine)
     finally:
         worker.close()
         running.close()

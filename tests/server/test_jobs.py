@@ -41,7 +41,8 @@ def second_worker(server):
     """A second CPU worker joining the shared server over its worker endpoint (scale-out)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "puppet_master", "worker", "--connect", server.worker_endpoint, "--tiny"],
+        [sys.executable, "-m", "puppet_master", "worker", "--connect", server.worker_endpoint, "--tiny",
+         "--worker-secret", str(server.worker_secret_file)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         server.wait_workers(2)
@@ -113,22 +114,22 @@ def test_cancel_queued_and_running_jobs(server):
 def test_fetch_after_the_client_disconnected_mid_job(server, tmp_path):
     with server.client() as first:
         job = _accepted(first)
-    # the submitter is gone; the job still runs and another client can fetch it
+    # the submitter is gone; the job still runs and its owner can fetch it from a new connection with the token
     with server.client() as second:
-        second.fetch(job.job_id)
+        second.fetch(job.job_id, job.token)
         answer = second.wait_for(lambda e: isinstance(e, pm.JobState | pm.Result), 30)
         if isinstance(answer, pm.JobState):
             assert answer.state in (protocol.QUEUED, protocol.RUNNING)
             answer = second.wait_for(lambda e: isinstance(e, pm.Result | pm.JobError), JOB_TIMEOUT_S)
         assert isinstance(answer, pm.Result), answer
-    folder = server.results / job.job_id
-    deadline = time.monotonic() + 10  # the broker forwards a result before it writes the files
-    while not (folder / "settings.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    folder = server.results / job.job_id  # stored before it was announced
     assert answer.frames == [(folder / f"frame_{i:04d}.png").read_bytes() for i in range(14)]
     assert (folder / "settings.json").exists()
-    with server.client() as third:  # and again, from disk
+    with server.client() as third:  # and again, from disk; without the token it is someone else's job
         third.fetch(job.job_id)
+        refused = third.wait_for(lambda e: isinstance(e, pm.RequestFailed | pm.Result), 30)
+        assert isinstance(refused, pm.RequestFailed) and refused.code == protocol.NOT_OWNER, refused
+        third.fetch(job.job_id, job.token)
         again = third.wait_for(lambda e: isinstance(e, pm.Result), 30)
         assert again.frames == answer.frames and again.settings["seed"] == FAST.seed
         third.fetch("0" * 32)
@@ -136,7 +137,7 @@ def test_fetch_after_the_client_disconnected_mid_job(server, tmp_path):
         assert unknown.code == protocol.UNKNOWN_JOB
     # `submit --job` fetches it too and writes what `generate` writes
     out = subprocess.run([sys.executable, "-m", "puppet_master", "submit", "--endpoint", server.endpoint, "--job",
-                          job.job_id, "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+                          job.job_id, "--token", job.token, "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == [f"frame_{i:04d}.png" for i in range(14)] + ["preview.gif", "settings.json"]

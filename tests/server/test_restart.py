@@ -38,8 +38,11 @@ def test_fetch_after_restart_and_interrupted_job_resumes(tmp_path):
         # the client re-attaches to its unfinished job by itself; the server queued it again
         state = client.wait_for(lambda e: isinstance(e, pm.JobState) and e.job_id == accepted.job_id, 30)
         assert state.state in (protocol.QUEUED, protocol.RUNNING)
-        with second.client() as other:
+        with second.client() as other:  # the job's token still owns it after the restart; nothing else does
             other.fetch(done.job_id)
+            refused = other.wait_for(lambda e: isinstance(e, pm.RequestFailed | pm.Result), 30)
+            assert isinstance(refused, pm.RequestFailed) and refused.code == protocol.NOT_OWNER, refused
+            other.fetch(done.job_id, client.tokens[done.job_id])
             again = other.wait_for(lambda e: isinstance(e, pm.Result), 30)
         assert again.frames == done.frames and again.settings["seed"] == done.settings["seed"]
         client.cancel(accepted.job_id)

@@ -88,6 +88,10 @@ def test_keys_cli_and_key_loading(tmp_path):
     printed = out.stdout.split("public key: ", 1)[1].strip()
     assert security.load_public(printed) == security.load_public(str(tmp_path / "server.key"))
     assert (tmp_path / "server.key_secret").stat().st_mode & 0o077 == 0
+    assert (tmp_path / "worker.secret").stat().st_mode & 0o077 == 0
+    assert len(security.read_worker_secret(tmp_path / "worker.secret")) == 64
+    with pytest.raises(security.SecurityError, match="does not hold a worker secret"):
+        security.read_worker_secret(tmp_path / "server.key")
     with pytest.raises(security.SecurityError, match="no secret key"):
         security.load_secret(tmp_path / "server.key")
     with pytest.raises(security.SecurityError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import threading
 
@@ -45,6 +46,15 @@ def run(args: argparse.Namespace) -> int:
         args.bind = security.check_bind(args.bind, args.curve_secret, "--bind")
         args.worker_bind = security.check_bind(args.worker_bind, args.curve_secret, "--worker-bind")
         curve_keys = security.load_secret(args.curve_secret) if args.curve_secret else None
+        if args.worker_secret:
+            worker_secret = security.read_worker_secret(args.worker_secret)
+        elif not security.endpoint_is_local(args.worker_bind):
+            raise security.SecurityError(
+                f"workers on other machines join {args.worker_bind} only with the worker secret: create it with "
+                "`puppet-master keys --out DIR` and pass --worker-secret DIR/worker.secret here and to each "
+                "`puppet-master worker`")
+        else:  # only the workers this process starts: a fresh secret, handed over in their environment
+            worker_secret = security.new_worker_secret()
     except security.SecurityError as exc:
         raise CLIError(str(exc)) from None
     devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else []
@@ -62,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     store = ResultStore(args.results or paths.results_dir(), keep_jobs=args.keep_jobs, keep_s=args.keep_hours * 3600)
     try:
         broker = Broker(store, frontend=args.bind, backend=args.worker_bind, curve_keys=curve_keys,
-                        max_queue=args.max_queue, worker_timeout_s=args.worker_timeout)
+                        max_queue=args.max_queue, worker_timeout_s=args.worker_timeout,
+                        worker_secret=worker_secret, allow_unload=args.allow_unload)
     except OSError as exc:
         raise CLIError(str(exc)) from None
 
@@ -76,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
             extra += ["--device", devices[slot]]
         return worker_argv(broker.backend_endpoint, extra, server_key)
 
-    workers = LocalWorkers(argv, count)
+    workers = LocalWorkers(argv, count, env={**os.environ, security.WORKER_SECRET_ENV: worker_secret})
     broker.supervisor = workers
     stop = threading.Event()
 
@@ -124,6 +135,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--curve-secret", metavar="FILE",
                         help="CurveZMQ server key (.key_secret from `puppet-master keys`): encrypts both sockets; "
                              "clients and workers need the matching public key")
+    parser.add_argument("--worker-secret", metavar="FILE",
+                        help="the secret workers show to join (worker.secret from `puppet-master keys`); needed when "
+                             "--worker-bind lets other machines in. Default: a new one per start, given to the "
+                             "workers this command starts")
+    parser.add_argument("--allow-unload", action="store_true",
+                        help="let clients ask the workers to free the model's memory (`unload`); off by default, "
+                             "since on a shared server one client would slow everyone's next job")
     parser.add_argument("--workers", type=int, default=1, help="local model worker processes (default 1; 0: only "
                                                                 "remote workers)")
     parser.add_argument("--devices", help="one local worker per device, e.g. cuda:0,cuda:1 (overrides --workers)")

@@ -12,6 +12,19 @@ from puppet_master.cli import CLIError
 
 CONNECT_TIMEOUT_S = 10.0  # wait this long for the server to accept the job
 CANCEL_TIMEOUT_S = 10.0  # after Ctrl-C, wait this long for the cancellation to be confirmed
+#: written into --out at acceptance: the job id and its token, so `submit --job ID --out DIR` can
+#: fetch it again from a new connection (only the job's owner may)
+JOB_FILE = "job.json"
+
+
+def _saved_token(out_dir: Path, job_id: str) -> str | None:
+    import json
+
+    try:
+        saved = json.loads((out_dir / JOB_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return saved.get("token") if isinstance(saved, dict) and saved.get("job") == job_id else None
 
 
 def _image_png(path: Path) -> bytes:
@@ -37,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     from puppet_master import client as pm_client
     from puppet_master.drags import Drag, DragError, drags_to_array, parse_drag
-    from puppet_master.outputs import write_bytes_atomic, write_result
+    from puppet_master.outputs import write_bytes_atomic, write_json_atomic, write_result
     from puppet_master.server.security import SecurityError, load_public
 
     # 1. check inputs before connecting
@@ -62,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.job:
             job_id = args.job
-            client.fetch(protocol.check_job_id(job_id))
+            client.fetch(protocol.check_job_id(job_id), args.token or _saved_token(out_dir, job_id))
         else:
             client.submit(_image_png(Path(args.image)), drags, settings)
             event = client.wait_for(lambda e: isinstance(e, pm_client.Accepted | pm_client.Rejected), CONNECT_TIMEOUT_S)
@@ -72,7 +85,10 @@ def run(args: argparse.Namespace) -> int:
             if isinstance(event, pm_client.Rejected):
                 raise CLIError(f"the server rejected the job ({event.code}): {event.message}")
             job_id = event.job_id
-            print(f"job {job_id} accepted ({event.position} job(s) ahead)", file=sys.stderr)
+            write_json_atomic(out_dir / JOB_FILE, {"job": job_id, "token": event.token, "endpoint": args.endpoint})
+            print(f"job {job_id} accepted ({event.position} job(s) ahead); its id and token are in "
+                  f"{out_dir / JOB_FILE}: `puppet-master submit --job {job_id} --out {out_dir}` fetches it again",
+                  file=sys.stderr)
         bar = tqdm(total=settings.num_inference_steps, desc=f"job {job_id[:8]}", unit="step", file=sys.stderr)
 
         def on_event(event: pm_client.Event) -> None:
@@ -132,6 +148,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--drag", action="append", metavar="X0,Y0:X1,Y1",
                         help="a drag in fractions of the image (x right, y down); repeat for up to 5")
     parser.add_argument("--job", help="fetch this job id instead of submitting (e.g. after a disconnect)")
+    parser.add_argument("--token", help="the job's token, with --job (default: the one saved in --out/job.json at "
+                                        "submission): only the job's owner may fetch it")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--steps", type=int, default=defaults.num_inference_steps, help="denoising steps")
     parser.add_argument("--min-guidance", type=float, default=defaults.min_guidance_scale,

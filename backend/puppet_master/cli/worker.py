@@ -26,6 +26,11 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError(str(exc)) from None
     elif not security.endpoint_is_local(args.connect):
         log.warning("connecting to %s without --server-key: the link is not encrypted", args.connect)
+    try:
+        secret = (security.read_worker_secret(args.worker_secret) if args.worker_secret
+                  else os.environ.get(security.WORKER_SECRET_ENV))
+    except security.SecurityError as exc:
+        raise CLIError(str(exc)) from None
 
     from puppet_master.cli._model_options import pipeline_from_args
     from puppet_master.server.worker import WorkerLoop
@@ -39,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     info = {"model": model,
             "device": getattr(args, "device", None), "dtype": getattr(args, "dtype", None),
             "untrained": bool(getattr(args, "tiny", False))}
-    loop = WorkerLoop(args.connect, load_pipeline, info, server_public_key=server_key)
+    loop = WorkerLoop(args.connect, load_pipeline, info, server_public_key=server_key, secret=secret)
     stop = threading.Event()
     loading = True
 
@@ -62,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
     loop.run(lambda: stop.is_set() or parent_gone())
     if parent_gone():
         log.info("the server that started this worker is gone: exiting")
+    if loop.refused:
+        raise CLIError(f"the server at {args.connect} refused this worker: {loop.refused}")
     return 0
 
 
@@ -93,5 +100,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # set by `serve`
     parser.add_argument("--server-key", help="the server's CURVE public key (Z85 text or .key file) when it uses "
                                              "--curve-secret")
+    parser.add_argument("--worker-secret", metavar="FILE",
+                        help="the server's worker secret (worker.secret from `puppet-master keys`, the file given "
+                             "to `serve --worker-secret`)")
     add_model_arguments(parser)
     parser.set_defaults(func=run)

@@ -9,6 +9,8 @@ with ``worker_lost``. It never imports torch: a model crash cannot take it down.
 
 from __future__ import annotations
 
+import contextlib
+import hmac
 import logging
 import socket as socket_module
 import time
@@ -18,9 +20,17 @@ from typing import Any, Protocol
 import zmq
 
 from puppet_master import __version__, protocol
+from puppet_master.drags import NUM_FRAMES
 from puppet_master.protocol import Message, ProtocolError
-from puppet_master.server.inbound import best_effort_req, best_effort_type, check_image_decodes
-from puppet_master.server.jobs import Job, JobQueue, Worker
+from puppet_master.server.inbound import (
+    best_effort_req,
+    best_effort_type,
+    check_image_decodes,
+    check_result_frames,
+)
+from puppet_master.server.jobs import Job, JobQueue, Worker, owns, token_hash
+from puppet_master.server.outbound import ClientSender
+from puppet_master.server.recovery import job_record, recover_jobs
 from puppet_master.server.store import MIN_FREE_BYTES, ResultStore, is_disk_full
 
 log = logging.getLogger(__name__)
@@ -28,7 +38,6 @@ log = logging.getLogger(__name__)
 POLL_INTERVAL_MS = 100  # longest the loop sleeps before housekeeping
 MAX_MESSAGES_PER_TURN = 200  # per socket, so neither side starves the other
 FRONTEND_RCVHWM = 100  # messages queued from clients (each may be 32 MiB)
-MAX_OLD_CLIENTS = 10_000  # clients of an older protocol version remembered, to answer each in its version
 
 
 class WorkerSupervisor(Protocol):
@@ -44,7 +53,12 @@ class WorkerSupervisor(Protocol):
 
 
 class Broker:
-    """Accepts clients on ``frontend`` and workers on ``backend`` (``*`` picks a free port)."""
+    """Accepts clients on ``frontend`` and workers on ``backend`` (``*`` picks a free port).
+
+    ``worker_secret``: what a worker's READY must carry to be given jobs (``serve`` always sets
+    one; None accepts any worker, for tests of the broker alone). ``allow_unload``: whether
+    clients may ask the workers to free their model.
+    """
 
     def __init__(
         self,
@@ -57,8 +71,13 @@ class Broker:
         worker_timeout_s: float = protocol.WORKER_TIMEOUT_S,
         heartbeat_interval_s: float = protocol.HEARTBEAT_INTERVAL_S,
         context: zmq.Context | None = None,
+        worker_secret: str | None = None,
+        allow_unload: bool = False,
     ) -> None:
         self.store = store
+        self.worker_secret = worker_secret
+        self.allow_unload = allow_unload
+        self._refused_workers = 0
         self.queue = JobQueue(max_queue)
         self.running: dict[str, Job] = {}
         self.workers: dict[bytes, Worker] = {}
@@ -69,13 +88,14 @@ class Broker:
         self._curve_keys = curve_keys
         self._start_count = 0
         self._stopping = False
-        #: clients that speak an older protocol version, answered in it (bounded: oldest dropped)
-        self._old_clients: dict[bytes, int] = {}
         self.frontend = self._bind(frontend)
+        self.frontend.setsockopt(zmq.SNDHWM, protocol.CLIENT_SNDHWM)
+        self.clients = ClientSender(self.frontend)
         self.backend = self._bind(backend)
         self.frontend_endpoint = self.frontend.getsockopt_string(zmq.LAST_ENDPOINT)
         self.backend_endpoint = self.backend.getsockopt_string(zmq.LAST_ENDPOINT)
-        self._recover()
+        for job in recover_jobs(store):
+            self.queue.push(job)
 
     def _bind(self, endpoint: str) -> zmq.Socket:
         sock = self._context.socket(zmq.ROUTER)
@@ -123,7 +143,7 @@ class Broker:
             except Exception:  # a bug must not stop the server: log it and answer
                 log.exception("error while handling a message")
                 if sock is self.frontend:
-                    self._fail(identity, best_effort_req(payload), protocol.INTERNAL, "internal server error")
+                    self.clients.fail(identity, best_effort_req(payload), protocol.INTERNAL, "internal server error")
 
     def shutdown(self) -> None:
         """Tell workers to stop. Unfinished jobs stay queued/running in the store: the next
@@ -144,11 +164,11 @@ class Broker:
         except ProtocolError as exc:
             req = best_effort_req(frames)
             if best_effort_type(frames) == protocol.SUBMIT:
-                self._send_client(identity, protocol.REJECTED, {"req": req, "code": exc.code, "message": exc.message})
+                self.clients.send(identity, protocol.REJECTED, {"req": req, "code": exc.code, "message": exc.message})
             else:
-                self._fail(identity, req, exc.code, exc.message)
+                self.clients.fail(identity, req, exc.code, exc.message)
             return
-        self._note_version(identity, message.version)
+        self.clients.note_version(identity, message.version)
         handler = {
             protocol.HEARTBEAT: self._on_heartbeat,
             protocol.PING: self._on_ping,
@@ -161,10 +181,10 @@ class Broker:
         handler(identity, message)
 
     def _on_heartbeat(self, identity: bytes, message: Message) -> None:
-        self._send_client(identity, protocol.HEARTBEAT)
+        self.clients.send(identity, protocol.HEARTBEAT)
 
     def _on_ping(self, identity: bytes, message: Message) -> None:
-        self._send_client(identity, protocol.PONG, {"req": message.get("req"), "server": self.describe()})
+        self.clients.send(identity, protocol.PONG, {"req": message.get("req"), "server": self.describe()})
 
     def _on_submit(self, identity: bytes, message: Message) -> None:
         req = message.header["req"]
@@ -180,82 +200,113 @@ class Broker:
             if self.store.free_bytes() < MIN_FREE_BYTES:
                 raise ProtocolError(protocol.DISK_FULL, self.store.full_message())
         except ProtocolError as exc:
-            self._send_client(identity, protocol.REJECTED, {"req": req, "code": exc.code, "message": exc.message})
+            self.clients.send(identity, protocol.REJECTED, {"req": req, "code": exc.code, "message": exc.message})
             return
-        job = Job(protocol.new_job_id(), self.store.next_seq, request.drags, request.settings, request.image_png,
-                  watchers={identity})
+        token = protocol.new_job_token()
+        job = Job(protocol.new_job_id(), self.store.next_seq, request.drags, request.settings, owner=identity.hex(),
+                  token_sha256=token_hash(token), watchers={identity})
         try:
-            self.store.create(self._record(job, client=identity), request.image_png)
+            self.store.create(job_record(job), request.image_png)
         except OSError as exc:
             self.store.remove(job.id)  # no half-written job folder is left behind
             code, text = (protocol.DISK_FULL, self.store.full_message()) if is_disk_full(exc) else (
                 protocol.INTERNAL, f"the job could not be stored: {exc}")
             log.error("submit refused: %s", text)
-            self._send_client(identity, protocol.REJECTED, {"req": req, "code": code, "message": text})
+            self.clients.send(identity, protocol.REJECTED, {"req": req, "code": code, "message": text})
             return
         position = self.queue.push(job)
-        self._send_client(identity, protocol.ACCEPTED, {"req": req, "job": job.id, "position": position, "seq": job.seq})
+        self.clients.send(identity, protocol.ACCEPTED, {"req": req, "job": job.id, "position": position,
+                                                        "seq": job.seq, "token": token})
         log.info("job %s accepted (seq %d, position %d)", job.id, job.seq, position)
         self._dispatch()
 
-    def _on_cancel(self, identity: bytes, message: Message) -> None:
-        req, job_id = message.header["req"], message.header["job"]
-        job = self.queue.remove(job_id)
-        if job is not None:
-            job.cancel_reqs[identity] = req
-            self._finish(job, protocol.CANCELLED_STATE, protocol.CANCELLED, {})
-            return
-        job = self.running.get(job_id)
-        if job is not None:
-            job.cancel_reqs[identity] = req
-            worker = self.workers.get(job.worker) if job.worker else None
-            if worker is not None:
-                self._send_worker(worker, protocol.CANCEL, {"req": req, "job": job_id})
-            return
-        record = self.store.load(job_id)
-        if record is None:
-            self._fail(identity, req, protocol.UNKNOWN_JOB, f"no job {job_id}", job_id)
-        else:
-            self._fail(identity, req, protocol.JOB_FINISHED, f"job {job_id} already ended ({record.get('state')})", job_id)
-
-    def _on_fetch(self, identity: bytes, message: Message) -> None:
-        req, job_id = message.header["req"], message.header["job"]
+    def _owned_job(self, identity: bytes, message: Message) -> tuple[Job | None, dict[str, Any] | None]:
+        """The unfinished job (or, for an ended one, the record) that a CANCEL or FETCH names, if
+        the asker owns it; otherwise the request is answered here and both are None."""
+        req, job_id, token = message.header["req"], message.header["job"], message.get("token")
         job = self.queue.get(job_id) or self.running.get(job_id)
-        if job is not None:
-            job.watchers.add(identity)
-            self._send_client(identity, protocol.JOB_STATE, {
-                "req": req, "job": job_id, "state": job.state, "position": self.queue.position(job_id)})
-            return
-        record = self.store.load(job_id)
-        state = record.get("state") if record else None
-        if state == protocol.DONE:
-            try:
-                frames = self.store.result_frames(job_id)
-            except OSError as exc:
-                self._fail(identity, req, protocol.UNKNOWN_JOB, f"job {job_id}: result files are missing ({exc})", job_id)
-                return
-            self._send_client(identity, protocol.RESULT, self._result_fields(record, req), frames)
-        elif state == protocol.FAILED_STATE:
-            self._send_client(identity, protocol.ERROR, {
-                "req": req, "job": job_id, "code": record.get("code") or protocol.INTERNAL,
-                "message": record.get("message") or ""})
-        elif state == protocol.CANCELLED_STATE:
-            self._send_client(identity, protocol.CANCELLED, {"req": req, "job": job_id})
-        else:
+        record = None if job is not None else self.store.load(job_id)
+        if job is None and record is None:
             damaged = next((d for d in self.store.damaged if d["job"] == job_id), None)
             why = (f"its record was damaged ({damaged['reason']}) and the server moved it aside to "
                    f"{damaged['moved_to']}" if damaged else "never submitted, or pruned")
-            self._fail(identity, req, protocol.UNKNOWN_JOB, f"no job {job_id} ({why})", job_id)
+            self.clients.fail(identity, req, protocol.UNKNOWN_JOB, f"no job {job_id} ({why})", job_id)
+            return None, None
+        mine = job.owned_by(identity, token) if job is not None else owns(
+            identity, token, record.get("client"), record.get("token_sha256"))
+        if not mine:
+            self.clients.fail(identity, req, protocol.NOT_OWNER, f"job {job_id} was submitted by another client: "
+                              "only its owner may see or cancel it (send the job's token from its acceptance)", job_id)
+            return None, None
+        if job is not None:
+            job.watch(identity)  # an owner on a new connection gets the job's events (and the answer)
+        return job, record
+
+    def _on_cancel(self, identity: bytes, message: Message) -> None:
+        req, job_id = message.header["req"], message.header["job"]
+        job, record = self._owned_job(identity, message)
+        if job is not None:
+            job.cancel_reqs[identity] = req
+            if self.queue.remove(job_id) is not None:
+                self._finish(job, protocol.CANCELLED_STATE, protocol.CANCELLED, {})
+                return
+            worker = self.workers.get(job.worker) if job.worker else None
+            if worker is not None:  # its CANCELLED (or its result, if it finished first) answers
+                self._send_worker(worker, protocol.CANCEL, {"req": req, "job": job_id})
+            else:  # no worker to ask: end it here, so the request is answered
+                self._finish(job, protocol.CANCELLED_STATE, protocol.CANCELLED, {})
+        elif record is not None:
+            self.clients.fail(identity, req, protocol.JOB_FINISHED, f"job {job_id} already ended ({record.get('state')})",
+                              job_id)
+
+    def _on_fetch(self, identity: bytes, message: Message) -> None:
+        req, job_id = message.header["req"], message.header["job"]
+        job, record = self._owned_job(identity, message)
+        if job is not None:
+            self.clients.send(identity, protocol.JOB_STATE, {
+                "req": req, "job": job_id, "state": job.state, "position": self.queue.position(job_id)})
+            return
+        state = record.get("state") if record else None
+        if state == protocol.DONE:
+            busy = self.clients.fetch_refusal(identity, job_id, self.store.result_bytes(job_id))
+            if busy:
+                self.clients.fail(identity, req, protocol.BUSY, busy, job_id)
+                return
+            try:
+                frames = self.store.result_frames(job_id)
+            except OSError as exc:
+                self.clients.fail(identity, req, protocol.UNKNOWN_JOB, f"job {job_id}: result files are missing ({exc})",
+                                  job_id)
+                return
+            self.clients.send(identity, protocol.RESULT, self._result_fields(record, req), frames, result_of=job_id)
+        elif state == protocol.FAILED_STATE:
+            self.clients.send(identity, protocol.ERROR, {
+                "req": req, "job": job_id, "code": record.get("code") or protocol.INTERNAL,
+                "message": record.get("message") or ""})
+        elif state == protocol.CANCELLED_STATE:
+            self.clients.send(identity, protocol.CANCELLED, {"req": req, "job": job_id})
+        elif record is not None:  # queued or running on disk but not here: it was just removed
+            self.clients.fail(identity, req, protocol.UNKNOWN_JOB, f"job {job_id} is not known any more", job_id)
 
     def _on_status(self, identity: bytes, message: Message) -> None:
-        self._send_client(identity, protocol.STATUS_REPLY, {
-            "req": message.header["req"], "server": self.describe(), "queue": self.queue.ids(),
-            "running": sorted(self.running), "workers": [w.describe() for w in self.workers.values()]})
+        """The asker's own jobs by id; everyone's only as counts (in ``server``)."""
+        mine = {job_id for job_id, job in [*((j, self.queue.get(j)) for j in self.queue.ids()),
+                                           *self.running.items()] if job is not None and identity in job.watchers}
+        workers = [{**w.describe(), "job": w.job if w.job in mine else None, "busy": w.job is not None}
+                   for w in self.workers.values()]
+        self.clients.send(identity, protocol.STATUS_REPLY, {
+            "req": message.header["req"], "server": self.describe(), "queue": [j for j in self.queue.ids() if j in mine],
+            "running": sorted(j for j in self.running if j in mine), "workers": workers})
 
     def _on_unload(self, identity: bytes, message: Message) -> None:
+        req = message.header["req"]
+        if not self.allow_unload:
+            self.clients.fail(identity, req, protocol.NOT_ALLOWED, "this server does not let clients unload its "
+                              "model: its operator can start it with `puppet-master serve --allow-unload`")
+            return
         for worker in self.workers.values():
-            self._send_worker(worker, protocol.UNLOAD, {"req": message.header["req"]})
-        self._send_client(identity, protocol.UNLOADED, {"req": message.header["req"], "workers": len(self.workers)})
+            self._send_worker(worker, protocol.UNLOAD, {"req": req})
+        self.clients.send(identity, protocol.UNLOADED, {"req": req, "workers": len(self.workers)})
 
     def describe(self) -> dict[str, Any]:
         """What PONG reports: versions, the first worker's model, device and dtype, counts."""
@@ -273,22 +324,14 @@ class Broker:
 
     # --- workers -------------------------------------------------------------------------------
     def _on_worker_message(self, identity: bytes, frames: list[bytes]) -> None:
+        worker = self.workers.get(identity)
         try:
             message = protocol.decode(frames, protocol.WORKER_TYPES)
         except ProtocolError as exc:
-            log.warning("bad message from worker %r: %s", identity, exc)
+            (log.warning if worker else log.debug)("bad message from worker %r: %s", identity, exc)
             return
-        worker = self.workers.get(identity)
         if message.type == protocol.READY:
-            info = message.header["worker"]
-            for known in list(self.workers.values()):  # the same process under a new identity
-                if worker is known or (known.info.get("id") is not None and known.info.get("id") == info.get("id")):
-                    self._lose_worker(known, "it reconnected")
-            self.workers[identity] = Worker(identity, dict(info))
-            log.info("worker joined: %s", info)
-            if self.supervisor is not None and info.get("host") == socket_module.gethostname():
-                self.supervisor.mark_ready(info.get("pid"))
-            self._dispatch()
+            self._on_ready(identity, worker, message)
             return
         if worker is None:
             log.debug("ignoring %s from unknown worker %r (it will reconnect)", message.type, identity)
@@ -316,7 +359,7 @@ class Broker:
             job.step = message.header["step"]
             fields = {k: message.header.get(k) for k in ("job", "step", "total", "eta_s", "elapsed_s")}
             for watcher in job.watchers:
-                self._send_client(watcher, protocol.PROGRESS, fields, message.blobs[:1])
+                self.clients.send(watcher, protocol.PROGRESS, fields, message.blobs[:1])
         elif message.type == protocol.RESULT:
             self._on_result(worker, job, message)
         elif message.type == protocol.ERROR:
@@ -328,9 +371,48 @@ class Broker:
             self._finish(job, protocol.CANCELLED_STATE, protocol.CANCELLED, {})
         self._dispatch()
 
+    def _on_ready(self, identity: bytes, worker: Worker | None, message: Message) -> None:
+        """A worker joins, if it shows the worker secret and its id is not another live worker's."""
+        info = {k: v for k, v in message.header["worker"].items() if k != "secret"}
+        secret = message.get("secret")
+        if self.worker_secret is not None and not (
+                isinstance(secret, str) and hmac.compare_digest(secret.encode(), self.worker_secret.encode())):
+            self._refuse_worker(identity, "it did not show the worker secret (give `puppet-master worker` the "
+                                "server's --worker-secret file)")
+            return
+        for known in list(self.workers.values()):
+            if worker is known:
+                self._lose_worker(known, "it joined again")
+            elif info.get("id") is not None and known.info.get("id") == info.get("id"):
+                if (known.info.get("host"), known.info.get("pid")) != (info.get("host"), info.get("pid")):
+                    self._refuse_worker(identity, f"its worker id {info.get('id')!r} is in use by another process")
+                    return
+                self._lose_worker(known, "it reconnected")  # the same process under a new identity
+        self.workers[identity] = Worker(identity, info)
+        log.info("worker joined: %s", info)
+        if self.supervisor is not None and info.get("host") == socket_module.gethostname():
+            self.supervisor.mark_ready(info.get("pid"))
+        self._dispatch()
+
+    def _refuse_worker(self, identity: bytes, reason: str) -> None:
+        """Tell a would-be worker why it gets no jobs (it exits); logged sparingly, it may be a flood."""
+        self._refused_workers += 1
+        if self._refused_workers in (1, 10, 100) or self._refused_workers % 1000 == 0:
+            log.warning("refused a worker (%d so far): %s", self._refused_workers, reason)
+        with contextlib.suppress(zmq.ZMQError):
+            self.backend.send_multipart([identity, *protocol.encode(protocol.SHUTDOWN, {"reason": reason})],
+                                        zmq.NOBLOCK)
+
     def _on_result(self, worker: Worker, job: Job, message: Message) -> None:
         self._worker_idle(worker)
         worker.jobs_done += 1
+        try:
+            check_result_frames(message.blobs, NUM_FRAMES, protocol.FRAME_SIZE)
+        except ProtocolError as exc:
+            log.error("job %s: worker %s sent a broken result: %s", job.id, worker.info.get("id"), exc.message)
+            self._finish(job, protocol.FAILED_STATE, protocol.ERROR, {
+                "code": protocol.GENERATION_FAILED, "message": f"the worker's result is broken: {exc.message}"})
+            return
         settings = dict(message.header["settings"])
         info = {**(message.header.get("info") or {}), "worker": worker.info.get("id"), "seq": job.seq,
                 "start_index": job.start_index, "queue_s": (job.started_at or 0) - job.accepted_at,
@@ -350,7 +432,8 @@ class Broker:
         self.running.pop(job.id, None)
         fields = {"job": job.id, "settings": settings, "drags": job.drags, "info": info}
         for watcher in job.watchers:
-            self._send_client(watcher, protocol.RESULT, {**fields, "req": job.cancel_reqs.get(watcher)}, frames)
+            self.clients.send(watcher, protocol.RESULT, {**fields, "req": job.cancel_reqs.get(watcher)}, frames,
+                              result_of=job.id)
         log.info("job %s done by %s", job.id, worker.info.get("id"))
 
     def _result_fields(self, record: dict[str, Any], req: str | None) -> dict[str, Any]:
@@ -377,6 +460,11 @@ class Broker:
             job = self.queue.pop()
             if job is None:
                 return
+            image = self.store.input_png(job.id)  # queued images wait on disk, not in memory
+            if image is None:
+                self._finish(job, protocol.FAILED_STATE, protocol.ERROR, {
+                    "code": protocol.INTERNAL, "message": "its input image could not be read from the results folder"})
+                continue
             job.state, job.worker, job.start_index = protocol.RUNNING, worker.identity, self._start_count
             job.started_at = time.monotonic()
             self._start_count += 1
@@ -387,9 +475,9 @@ class Broker:
             except OSError as exc:  # the record says queued: a restart runs it again, nothing is lost
                 log.error("could not record that job %s runs: %s", job.id, exc)
             self._send_worker(worker, protocol.JOB, {"job": job.id, "drags": job.drags,
-                                                     "settings": job.settings.to_json()}, [job.image_png])
+                                                     "settings": job.settings.to_json()}, [image])
             for watcher in job.watchers:
-                self._send_client(watcher, protocol.PROGRESS, {
+                self.clients.send(watcher, protocol.PROGRESS, {
                     "job": job.id, "step": 0, "total": job.settings.num_inference_steps, "eta_s": None})
 
     def _housekeeping(self) -> None:
@@ -420,33 +508,12 @@ class Broker:
             log.error("could not record the end of job %s (%s): its folder is removed", job.id, exc)
             self.store.remove(job.id)
         for watcher in job.watchers:
-            self._send_client(watcher, type_, {"job": job.id, **fields, "req": job.cancel_reqs.get(watcher)})
+            self.clients.send(watcher, type_, {"job": job.id, **fields, "req": job.cancel_reqs.get(watcher)})
         log.info("job %s ended: %s %s", job.id, state, fields.get("message", ""))
         try:
             self.store.prune()
         except OSError as exc:
             log.warning("could not prune %s: %s", self.store.root, exc)
-
-    def _note_version(self, identity: bytes, version: int) -> None:
-        if version == protocol.PROTOCOL_VERSION:
-            self._old_clients.pop(identity, None)
-            return
-        self._old_clients[identity] = version
-        while len(self._old_clients) > MAX_OLD_CLIENTS:
-            self._old_clients.pop(next(iter(self._old_clients)))
-
-    def _send_client(self, identity: bytes, type_: str, fields: dict[str, Any] | None = None,
-                     blobs: list[bytes] | tuple = ()) -> None:
-        fields = {k: v for k, v in (fields or {}).items() if v is not None}
-        version = self._old_clients.get(identity, protocol.PROTOCOL_VERSION)
-        try:
-            self.frontend.send_multipart([identity, *protocol.encode(type_, fields, blobs, version)], zmq.NOBLOCK,
-                                         copy=False)
-        except zmq.ZMQError as exc:  # a client that is gone or not reading: its loss
-            log.debug("could not send %s to client %r: %s", type_, identity, exc)
-
-    def _fail(self, identity: bytes, req: str, code: str, message: str, job_id: str | None = None) -> None:
-        self._send_client(identity, protocol.FAILED, {"req": req, "code": code, "message": message, "job": job_id})
 
     def _send_worker(self, worker: Worker, type_: str, fields: dict[str, Any] | None = None,
                      blobs: list[bytes] | tuple = ()) -> None:
@@ -455,36 +522,3 @@ class Broker:
             worker.last_sent = time.monotonic()
         except zmq.ZMQError as exc:
             log.warning("could not send %s to worker %s: %s", type_, worker.info.get("id"), exc)
-
-    # --- persistence -----------------------------------------------------------------------------
-    def _record(self, job: Job, *, client: bytes | None) -> dict[str, Any]:
-        return {"job": job.id, "seq": job.seq, "state": protocol.QUEUED, "created": time.time(),
-                "drags": job.drags, "settings": job.settings.to_json(), "client": client.hex() if client else None}
-
-    def _recover(self) -> None:
-        """Queue again the jobs a previous run left queued or running (their input is on disk)."""
-        for record in self.store.unfinished():
-            job_id = record["job"]
-            image = self.store.input_png(job_id)
-            try:
-                settings = protocol.JobSettings.from_json(record.get("settings"))
-                drags = protocol.check_drags(record.get("drags"))
-                if image is None:
-                    raise ProtocolError(protocol.INTERNAL, "its input image is missing")
-            except ProtocolError as exc:
-                self.store.update(job_id, state=protocol.FAILED_STATE, finished=time.time(), code=protocol.INTERNAL,
-                                  message=f"could not resume after a restart: {exc.message}")
-                continue
-            client = record.get("client")
-            watchers = {bytes.fromhex(client)} if isinstance(client, str) else set()
-            job = Job(job_id, int(record.get("seq", 0)), drags, settings, image, watchers=watchers)
-            try:
-                self.store.update(job_id, state=protocol.QUEUED)
-            except OSError as exc:  # a full disk at start: the record already says queued or running
-                log.error("could not update job %s: %s", job_id, exc)
-            self.queue.push(job)
-            log.info("job %s queued again after a restart", job_id)
-        try:
-            self.store.prune()
-        except OSError as exc:
-            log.warning("could not prune %s: %s", self.store.root, exc)

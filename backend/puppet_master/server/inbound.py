@@ -1,6 +1,6 @@
-"""What the broker reads off client messages before (or instead of) trusting them: whether a
-submitted PNG decodes, and the request id and type of a message that failed to decode (so that
-even a broken message gets an answer naming its request)."""
+"""What the broker reads off messages before (or instead of) trusting them: whether a submitted
+PNG decodes, whether a worker's result is the frames it should be, and the request id and type of
+a message that failed to decode (so that even a broken message gets an answer naming its request)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,27 @@ def check_image_decodes(png: bytes) -> None:
         raise
     except Exception as exc:  # PIL raises many kinds for corrupt data
         raise ProtocolError(protocol.BAD_IMAGE, f"the PNG cannot be decoded: {exc}") from None
+
+
+def check_result_frames(frames: list[bytes], count: int, side: int) -> None:
+    """Refuse a worker's result unless it is ``count`` PNGs of ``side`` x ``side`` pixels with
+    sound chunk structure and CRCs (a worker bug or a forged result is never stored)."""
+    from PIL import Image
+
+    if len(frames) != count:
+        raise ProtocolError(protocol.BAD_IMAGE, f"{len(frames)} frames instead of {count}")
+    for index, data in enumerate(frames):
+        try:
+            size = protocol.png_size(data)  # the signature and header, before PIL reads anything
+        except ProtocolError as exc:
+            raise ProtocolError(protocol.BAD_IMAGE, f"frame {index}: {exc.message}") from None
+        if size != (side, side):
+            raise ProtocolError(protocol.BAD_IMAGE, f"frame {index} is {size[0]}x{size[1]}, not {side}x{side}")
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                image.verify()
+        except Exception as exc:  # PIL raises many kinds for corrupt data
+            raise ProtocolError(protocol.BAD_IMAGE, f"frame {index} is not a sound PNG: {exc}") from None
 
 
 def best_effort_header(frames: list[bytes]) -> dict[str, Any]:

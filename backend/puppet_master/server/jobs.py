@@ -1,25 +1,46 @@
-"""In-memory state of the broker: jobs waiting or running, and the connected workers."""
+"""In-memory state of the broker: jobs waiting or running, the connected workers, and who owns a job."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from puppet_master.protocol import QUEUED, JobSettings
+from puppet_master.protocol import MAX_WATCHERS, QUEUED, JobSettings
+
+
+def token_hash(token: str) -> str:
+    """What the results folder keeps of a job's token (the token itself is never stored)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def owns(identity: bytes, token: str | None, owner: str | None, stored_hash: str | None) -> bool:
+    """True when the client ``identity`` (or the ``token`` it sent) may act on a job whose
+    record names ``owner`` (the submitter's routing id, hex) and ``stored_hash``. A record with
+    neither was written before jobs had owners: anyone may act on it, as then."""
+    if owner is None and stored_hash is None:
+        return True
+    if token is not None and stored_hash is not None and hmac.compare_digest(token_hash(token), stored_hash):
+        return True
+    return owner is not None and hmac.compare_digest(identity.hex(), owner)
 
 
 @dataclass
 class Job:
-    """A job that has not ended yet (ended jobs live only in the results folder)."""
+    """A job that has not ended yet (ended jobs live only in the results folder). Its input
+    image stays on disk (``input.png``) until a worker takes the job."""
 
     id: str
     seq: int
     drags: list[dict[str, list[float]]]
     settings: JobSettings
-    image_png: bytes
-    #: client routing ids that get this job's events (the submitter, then anyone who fetched it)
+    #: the submitter's routing id (hex) and the hash of the job's token: who may fetch and cancel
+    owner: str | None = None
+    token_sha256: str | None = None
+    #: client routing ids that get this job's events (the submitter, then owners who fetched it)
     watchers: set[bytes] = field(default_factory=set)
     state: str = QUEUED
     worker: bytes | None = None
@@ -29,6 +50,19 @@ class Job:
     accepted_at: float = field(default_factory=time.monotonic)
     started_at: float | None = None
     step: int = 0
+
+    def owned_by(self, identity: bytes, token: str | None) -> bool:
+        return owns(identity, token, self.owner, self.token_sha256)
+
+    def watch(self, identity: bytes) -> None:
+        """Send this job's events to ``identity`` too; the oldest other watcher makes room when
+        MAX_WATCHERS connections already watch (a reopened .blend connects anew each time)."""
+        if identity in self.watchers:
+            return
+        while len(self.watchers) >= MAX_WATCHERS:
+            stale = next((w for w in self.watchers if w.hex() != self.owner), next(iter(self.watchers)))
+            self.watchers.discard(stale)
+        self.watchers.add(identity)
 
 
 @dataclass

@@ -21,10 +21,12 @@ STOP_TIMEOUT_S = 10.0  # wait this long for workers to exit before killing them
 
 
 class LocalWorkers:
-    """``count`` processes, each running ``argv(slot)`` (``puppet-master worker ...``)."""
+    """``count`` processes, each running ``argv(slot)`` (``puppet-master worker ...``) in ``env``
+    (default: this process's environment)."""
 
-    def __init__(self, argv: Callable[[int], Sequence[str]], count: int) -> None:
+    def __init__(self, argv: Callable[[int], Sequence[str]], count: int, env: dict[str, str] | None = None) -> None:
         self._argv = argv
+        self._env = env
         self.count = count
         self.processes: list[subprocess.Popen | None] = [None] * count
         self._started = [0.0] * count
@@ -39,7 +41,7 @@ class LocalWorkers:
 
     def _spawn(self, slot: int) -> None:
         argv = list(self._argv(slot))
-        self.processes[slot] = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+        self.processes[slot] = subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=self._env)
         self._started[slot] = time.monotonic()
         self._ready[slot] = False
         self._restart_at[slot] = None

@@ -1,4 +1,5 @@
-"""Who may connect: loopback by default, CurveZMQ (encryption + server authentication) otherwise.
+"""Who may connect: loopback by default, CurveZMQ (encryption + server authentication) otherwise;
+and who may be a worker: only a process that shows the worker secret.
 
 Key files use pyzmq's certificate format (``zmq.auth.create_certificates``): ``NAME.key`` holds the
 public key, ``NAME.key_secret`` both keys. Give clients the public key (the 40-character Z85 text
@@ -8,6 +9,8 @@ public key, ``NAME.key_secret`` both keys. Give clients the public key (the 40-c
 from __future__ import annotations
 
 import ipaddress
+import os
+import secrets
 from pathlib import Path
 
 import zmq
@@ -90,3 +93,37 @@ def create_keys(out_dir: str | Path, name: str = "server") -> tuple[Path, Path]:
     public, secret = zmq.auth.create_certificates(out_dir, name)
     Path(secret).chmod(0o600)
     return Path(public), Path(secret)
+
+
+#: the environment variable through which `serve` hands the worker secret to the workers it starts
+WORKER_SECRET_ENV = "PUPPET_MASTER_WORKER_SECRET"
+WORKER_SECRET_NAME = "worker.secret"
+_SECRET_CHARS = 64  # hex digits: 256 bits
+
+
+def new_worker_secret() -> str:
+    return secrets.token_hex(_SECRET_CHARS // 2)
+
+
+def write_worker_secret(out_dir: str | Path) -> Path:
+    """Write a new worker secret to ``out_dir/worker.secret`` (readable by its owner only)."""
+    path = Path(out_dir).expanduser() / WORKER_SECRET_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(new_worker_secret() + "\n")
+    return path
+
+
+def read_worker_secret(path: str | Path) -> str:
+    """The worker secret in ``path`` (as `puppet-master keys` writes it)."""
+    path = Path(path).expanduser()
+    try:
+        text = path.read_text().strip()
+    except OSError as exc:
+        raise SecurityError(f"cannot read the worker secret {path}: {exc.strerror or exc} (create one with "
+                            "`puppet-master keys --out DIR`, which writes DIR/worker.secret)") from None
+    if len(text) < 32 or any(c not in "0123456789abcdef" for c in text):
+        raise SecurityError(f"{path} does not hold a worker secret (at least 32 hex digits, as "
+                            "`puppet-master keys` writes it)")
+    return text

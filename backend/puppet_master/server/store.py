@@ -59,7 +59,9 @@ def record_problem(record: Any, job_id: str) -> str | None:
               "state": lambda v: v in _STATES,
               "created": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
               "settings": lambda v: v is None or isinstance(v, dict),
-              "drags": lambda v: v is None or isinstance(v, list)}
+              "drags": lambda v: v is None or isinstance(v, list),
+              "client": lambda v: v is None or isinstance(v, str),
+              "token_sha256": lambda v: v is None or isinstance(v, str)}
     for key, ok in checks.items():
         if (key in record or key in ("seq", "state")) and not ok(record.get(key)):
             return f"its {key} {str(record.get(key))[:40]!r} has the wrong type or value"
@@ -135,6 +137,13 @@ class ResultStore:
         record = self.load(job_id) or {}
         folder = self.job_dir(job_id)
         return [(folder / FRAME_NAME.format(i)).read_bytes() for i in range(int(record.get("frames", 0)))]
+
+    def result_bytes(self, job_id: str) -> int:
+        """The size of a finished job's frames on disk (what a FETCH of it sends), without reading them."""
+        record = self.load(job_id) or {}
+        folder = self.job_dir(job_id)
+        paths = [folder / FRAME_NAME.format(i) for i in range(int(record.get("frames", 0)))]
+        return sum(p.stat().st_size for p in paths if p.is_file())  # reading reports a missing one
 
     def result_settings(self, job_id: str) -> dict[str, Any]:
         try:

@@ -39,6 +39,7 @@ class WorkerLoop:
         info: dict[str, Any],
         *,
         server_public_key: bytes | None = None,
+        secret: str | None = None,
         heartbeat_interval_s: float = protocol.HEARTBEAT_INTERVAL_S,
         broker_timeout_s: float = protocol.PEER_TIMEOUT_S,
         context: zmq.Context | None = None,
@@ -49,6 +50,9 @@ class WorkerLoop:
         self.info = {"host": socket_module.gethostname(), "pid": os.getpid(), **info}
         self.info.setdefault("id", f"{self.info['host']}:{self.info['pid']}")
         self._server_key = server_public_key
+        self._secret = secret
+        #: why the broker refused this worker (a wrong secret, an id in use), once it did
+        self.refused: str | None = None
         self.heartbeat_interval_s = heartbeat_interval_s
         self.broker_timeout_s = broker_timeout_s
         self._context = context or zmq.Context.instance()
@@ -112,7 +116,7 @@ class WorkerLoop:
         sock.connect(self.connect)
         self._socket = sock
         self._last_heard = self._last_sent = self._last_loop = time.monotonic()
-        self._send(protocol.READY, {"worker": self.info})
+        self._send(protocol.READY, {"worker": self.info, "secret": self._secret})
         log.info("worker %s connected to %s", self.info["id"], self.connect)
 
     def _send(self, type_: str, fields: dict[str, Any] | None = None, blobs: list[bytes] | tuple = ()) -> None:
@@ -145,6 +149,7 @@ class WorkerLoop:
                 self._unload_after_job = True
         elif message.type == protocol.SHUTDOWN:
             self._shutdown_requested = True
+            self.refused = message.get("reason")
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
