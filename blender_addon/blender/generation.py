@@ -72,7 +72,7 @@ def start(scene: bpy.types.Scene) -> job.JobController:
     runtime.STATE.controllers[scene.name] = controller
     props.job_endpoint = controller.client.endpoint
     props.job_camera = scene.camera
-    props.job_id = ""
+    props.job_id = props.job_token = ""
     apply_snapshot(scene, controller.snapshot)
     runtime.ensure_timer()
     return controller
@@ -89,7 +89,8 @@ def attach(scene: bpy.types.Scene, job_id: str | None = None) -> job.JobControll
     prefs = preferences.get()
     controller = _controller(prefs, props.job_endpoint)
     try:
-        controller.attach(job_id)
+        token = props.job_token if job_id == props.job_id else ""
+        controller.attach(job_id, token or _journal(lambda root: job_journal.token_for(root, job_id)) or "")
     except (protocol.ProtocolError, ValueError) as exc:
         controller.close()
         raise GenerateError(f"cannot fetch job {job_id!r}: {exc}") from exc
@@ -140,9 +141,12 @@ def apply_snapshot(scene: bpy.types.Scene, snapshot: job.JobSnapshot) -> None:
     """Copy a job snapshot into the scene (saved with the .blend); on a result, save frames and build the plane."""
     props = scene.puppet_master
     if snapshot.job_id and snapshot.job_id != props.job_id and snapshot.state in job.ACTIVE_STATES:
-        _journal(lambda root: job_journal.record(root, snapshot.job_id, scene.name, props.job_endpoint))
+        _journal(lambda root: job_journal.record(root, snapshot.job_id, scene.name, props.job_endpoint,
+                                                 snapshot.token))
     if snapshot.job_id:
         props.job_id = snapshot.job_id
+    if snapshot.token:
+        props.job_token = snapshot.token
     props.job_progress = snapshot.progress
     props.job_status_text = snapshot.status
     if snapshot.preview_png:  # (also when the result came in the same poll: the panel then moves on)
@@ -198,11 +202,13 @@ def journal_root() -> Path:
     return results.result_folder(preferences.get().output_folder, bpy.data.filepath, "journal").parent
 
 
-def _journal(action) -> None:
+def _journal(action):
+    """``action(journal folder)``'s result, or None when the folder cannot be used."""
     try:
-        action(journal_root())
+        return action(journal_root())
     except OSError as exc:  # an unwritable folder must not break the job itself
         log.warning("could not update the job journal: %s", exc)
+        return None
 
 
 def _frame_rgb(path: Path):
@@ -244,7 +250,7 @@ def on_load_post(*_args) -> None:
             entry = job_journal.latest_pending(journal_root(), scene.name)
             if entry is None or (entry.job_id == props.job_id and props.job_state in (job.DONE, job.CANCELLED)):
                 continue
-            props.job_id, props.job_endpoint = entry.job_id, entry.endpoint
+            props.job_id, props.job_endpoint, props.job_token = entry.job_id, entry.endpoint, entry.token
         try:
             attach(scene)
         except GenerateError as exc:

@@ -114,6 +114,8 @@ class PUPPET_PG_scene(bpy.types.PropertyGroup):
 
     job_id: StringProperty(name="Job", default="")
     job_endpoint: StringProperty(name="Job Endpoint", default="")
+    #: the job's token (from its acceptance): the backend gives the job only to its owner
+    job_token: StringProperty(name="Job Token", default="", options={"HIDDEN"})
     preview_image: PointerProperty(
         name="Preview", type=bpy.types.Image,
         description="The newest progress preview of the running job (the decoded estimate of its frames)",

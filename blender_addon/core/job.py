@@ -50,6 +50,8 @@ class JobSnapshot:
 
     state: str = IDLE
     job_id: str = ""
+    #: the job's token from its acceptance: what lets a new connection (a reopened .blend) fetch it
+    token: str = ""
     progress: float = 0.0
     status: str = ""
     error: str = ""
@@ -104,10 +106,12 @@ class JobController:
         self._request = self.client.submit(image_png, drags, settings.to_job_settings())
         self.snapshot = JobSnapshot(state=SUBMITTING, status=f"Submitting to {self.endpoint}...")
 
-    def attach(self, job_id: str) -> None:
-        """Follow (or collect the result of) an existing job, e.g. after reopening the .blend."""
-        self._request = self.client.fetch(job_id)
-        self.snapshot = JobSnapshot(state=FETCHING, job_id=job_id, status=f"Fetching job {job_id[:8]}...")
+    def attach(self, job_id: str, token: str = "") -> None:
+        """Follow (or collect the result of) an existing job, e.g. after reopening the .blend;
+        ``token`` (saved at its acceptance) shows the backend the job is this artist's."""
+        self._request = self.client.fetch(job_id, token or None)
+        self.snapshot = JobSnapshot(state=FETCHING, job_id=job_id, token=token,
+                                    status=f"Fetching job {job_id[:8]}...")
 
     def cancel(self) -> None:
         if self.snapshot.state in (QUEUED, RUNNING, FETCHING) and self.snapshot.job_id:
@@ -151,7 +155,7 @@ class JobController:
         state = self.snapshot.state
         if isinstance(event, c.Accepted) and event.req == self._request:
             ahead = f" ({event.position} ahead)" if event.position else ""
-            self._set(state=QUEUED, job_id=event.job_id, status=f"Queued{ahead}")
+            self._set(state=QUEUED, job_id=event.job_id, token=event.token or "", status=f"Queued{ahead}")
             if self._cancel_pending:
                 self.client.cancel(event.job_id)
         elif isinstance(event, c.Rejected) and event.req == self._request:
@@ -180,6 +184,9 @@ class JobController:
         elif isinstance(event, c.RequestFailed) and state in ACTIVE_STATES:
             if event.code == protocol.UNKNOWN_JOB and event.job_id == self.snapshot.job_id:
                 self._set(state=ERROR, error=f"The backend no longer knows job {self.snapshot.job_id[:8]}: {event.message}")
+            elif event.code == protocol.NOT_OWNER and event.job_id == self.snapshot.job_id:
+                self._set(state=ERROR, error=f"The backend says job {self.snapshot.job_id[:8]} is another client's: "
+                          "this file lacks the job's token (it is saved when the job is accepted)")
             elif event.code == protocol.TIMEOUT and state == FETCHING:
                 self._set(state=ERROR, error=describe_backend_down(self.endpoint), retryable=True)
             elif event.code != protocol.JOB_FINISHED:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .results import write_atomic
@@ -27,6 +27,8 @@ class JournalEntry:
     endpoint: str
     state: str
     time: float
+    #: the job's token: only its owner may fetch it (see docs/protocol.md)
+    token: str = ""
 
 
 def _read(path: Path) -> list[JournalEntry]:
@@ -43,11 +45,11 @@ def _write(path: Path, entries: list[JournalEntry]) -> None:
     write_atomic(path, json.dumps({"version": 1, "jobs": [asdict(e) for e in entries[-MAX_ENTRIES:]]}, indent=1).encode())
 
 
-def record(root: Path, job_id: str, scene: str, endpoint: str) -> None:
-    """Note a job the backend accepted for ``scene``."""
+def record(root: Path, job_id: str, scene: str, endpoint: str, token: str = "") -> None:
+    """Note a job the backend accepted for ``scene``, with its token."""
     path = root / JOURNAL_NAME
     entries = [e for e in _read(path) if e.job_id != job_id]
-    entries.append(JournalEntry(job_id, scene, endpoint, PENDING, time.time()))
+    entries.append(JournalEntry(job_id, scene, endpoint, PENDING, time.time(), token))
     _write(path, entries)
 
 
@@ -56,8 +58,12 @@ def finish(root: Path, job_id: str) -> None:
     path = root / JOURNAL_NAME
     entries = _read(path)
     if any(e.job_id == job_id and e.state == PENDING for e in entries):
-        _write(path, [JournalEntry(e.job_id, e.scene, e.endpoint, FINISHED, e.time) if e.job_id == job_id else e
-                      for e in entries])  # fmt: skip
+        _write(path, [replace(e, state=FINISHED) if e.job_id == job_id else e for e in entries])
+
+
+def token_for(root: Path, job_id: str) -> str:
+    """The token saved with ``job_id`` ("" if the journal does not know the job)."""
+    return next((e.token for e in _read(root / JOURNAL_NAME) if e.job_id == job_id), "")
 
 
 def latest_pending(root: Path, scene: str) -> JournalEntry | None:

@@ -238,14 +238,16 @@ def test_reopen_fetches_a_result_that_finished_while_blender_was_closed(addon_zi
         bpy.ops.puppet_master.generate()
         pump(scene, until=lambda props: bool(props.job_id))
         bpy.ops.wm.save_mainfile()
-        emit(job_id=scene.puppet_master.job_id, state=scene.puppet_master.job_state, blend=blend)
+        emit(job_id=scene.puppet_master.job_id, state=scene.puppet_master.job_state, blend=blend,
+             token=scene.puppet_master.job_token)
         """,
         addon_zip, tmp_path, setup=PUMP,
     )
     assert first["state"] in ("QUEUED", "RUNNING") and len(first["job_id"]) == 32
-    # Blender is closed; wait until the backend has finished the job
+    assert len(first["token"]) == 32  # saved in the .blend: the reopened file owns the job
+    # Blender is closed; wait until the backend has finished the job (only the job's token may ask)
     with GenerationClient(tiny_server) as client:
-        client.fetch(first["job_id"])
+        client.fetch(first["job_id"], first["token"])
         done = client.wait_for(lambda e: isinstance(e, Result) and e.job_id == first["job_id"], timeout_s=120)
     assert done is not None, "the backend did not finish the job"
     second = run_blender(
