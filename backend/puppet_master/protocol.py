@@ -126,7 +126,7 @@ MAX_PREVIEW_SIDE = 128  # pixels, the side of a PROGRESS preview image
 MAX_ID_CHARS = 64  # request ids
 DEFAULT_MAX_QUEUE = 64  # jobs waiting (not counting running ones); `serve --max-queue`
 # what the broker holds for clients that do not read (each result is ~1-3 MB of PNG frames):
-CLIENT_SNDHWM = 100  # messages queued per client connection; more are dropped (small ones: replies)
+CLIENT_SNDHWM = 1000  # messages queued per client connection (~300 bytes each but results); more are dropped
 MAX_UNREAD_RESULT_BYTES_PER_CLIENT = 32 * 1024 * 1024  # result bytes sent to one client, not yet taken
 MAX_UNREAD_RESULT_BYTES = 128 * 1024 * 1024  # the same over all clients; a FETCH beyond either is `busy`
 MAX_WATCHERS = 8  # client connections that get one job's events (the submitter, then owners who fetched)

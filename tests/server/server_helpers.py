@@ -16,6 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from puppet_master import client as pm
+from puppet_master import protocol
 from puppet_master.protocol import JobSettings
 from puppet_master.server.security import write_worker_secret
 
@@ -120,3 +121,58 @@ def run_job(c: pm.GenerationClient, settings: JobSettings = FAST, image: bytes |
     event = c.wait_for(lambda e: isinstance(e, final), timeout_s, on_event)
     assert event is not None, "no final event"
     return event
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of process ``pid`` (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def noise_frames(count: int = 14, side: int = 256, seed: int = 0) -> list[bytes]:
+    """``count`` PNGs of random pixels: a result as large as an untrained model's (~200 KB a frame)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    frames = []
+    for _ in range(count):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(buffer, format="PNG")
+        frames.append(buffer.getvalue())
+    return frames
+
+
+class ScriptedWorker:
+    """A worker written by hand on a DEALER socket (no model): it says READY (with ``secret``),
+    then does only what the test makes it do."""
+
+    def __init__(self, endpoint: str, secret: str | None, *, worker_id: str = "scripted", pid: int = 1,
+                 host: str = "scripted-host") -> None:
+        import zmq
+
+        self.socket = zmq.Context.instance().socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.connect(endpoint)
+        self.info = {"id": worker_id, "host": host, "pid": pid, "model": "scripted"}
+        self.send(protocol.READY, {"worker": self.info, "secret": secret})
+
+    def send(self, type_: str, fields: dict | None = None, blobs: list[bytes] | tuple = ()) -> None:
+        self.socket.send_multipart(protocol.encode(type_, {k: v for k, v in (fields or {}).items() if v is not None},
+                                                   blobs))
+
+    def next_message(self, timeout_s: float = 10.0) -> protocol.Message | None:
+        """The next message from the broker other than a heartbeat, or None after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while (remaining := deadline - time.monotonic()) > 0:
+            if not self.socket.poll(int(remaining * 1000) + 1):
+                return None
+            message = protocol.decode(self.socket.recv_multipart(), protocol.BROKER_TO_WORKER_TYPES)
+            if message.type != protocol.HEARTBEAT:
+                return message
+            self.send(protocol.HEARTBEAT)
+        return None
+
+    def close(self) -> None:
+        self.socket.close(linger=0)

@@ -78,6 +78,7 @@ class Broker:
         self.worker_secret = worker_secret
         self.allow_unload = allow_unload
         self._refused_workers = 0
+        self._requests = 0  # client messages handled since the start (`server.requests`)
         self.queue = JobQueue(max_queue)
         self.running: dict[str, Job] = {}
         self.workers: dict[bytes, Worker] = {}
@@ -159,6 +160,7 @@ class Broker:
 
     # --- clients -------------------------------------------------------------------------------
     def _on_client_message(self, identity: bytes, frames: list[bytes]) -> None:
+        self._requests += 1
         try:
             message = protocol.decode(frames, protocol.CLIENT_TYPES)
         except ProtocolError as exc:
@@ -317,7 +319,8 @@ class Broker:
             "version": __version__, "protocol": protocol.PROTOCOL_VERSION, "host": socket_module.gethostname(),
             "model": info.get("model"), "device": info.get("device"), "dtype": info.get("dtype"),
             "queue": len(self.queue), "max_queue": self.queue.max_length, "running": len(self.running),
-            "workers": len(self.workers),
+            "workers": len(self.workers), "requests": self._requests,
+            "unread_result_bytes": self.clients.unread_bytes(),
             "limits": {"max_image_bytes": protocol.MAX_IMAGE_BYTES, "max_image_side": protocol.MAX_IMAGE_SIDE,
                        "max_drags": protocol.MAX_DRAGS, "steps": [protocol.MIN_STEPS, protocol.MAX_STEPS]},
         }
