@@ -47,6 +47,9 @@ from .protocol import JobSettings, ProtocolError
 log = logging.getLogger(__name__)
 
 MAX_MESSAGES_PER_POLL = 200  # one poll() returns after this many messages, so a UI timer stays short
+#: a FETCH answered `busy` (the server holds many unread results) is asked again after this long,
+#: until the request times out
+BUSY_RETRY_S = 0.5
 #: length of a CurveZMQ public key in Z85 text
 Z85_KEY_CHARS = 40
 
@@ -270,6 +273,7 @@ class GenerationClient:
         self.last_server_info: dict[str, Any] | None = None
         self._closed = False
         self._unclaimed: list[Event] = []  # events after a wait_for match, for the next poll
+        self._busy_retries: dict[str, float] = {}  # req of a FETCH answered busy -> when to ask again
 
     # --- requests (each returns its request id at once) --------------------------------------
     def submit(self, image_png: bytes, drags: Sequence[Any], settings: JobSettings | dict | None = None) -> str:
@@ -428,8 +432,12 @@ class GenerationClient:
             self._connected = False
             events.append(ConnectionLost(silent_s=now - since))
         for req, (type_, job_id, deadline, _) in list(self._pending.items()):
+            if req in self._busy_retries and now >= self._busy_retries[req] and now <= deadline:
+                del self._busy_retries[req]
+                self._send(type_, {"req": req, **self._job_fields(job_id, None)})
             if now > deadline:
                 del self._pending[req]
+                self._busy_retries.pop(req, None)
                 text = f"no answer from {self.endpoint} to {type_} within {self.request_timeout_s:g} s"
                 if type_ == protocol.SUBMIT:
                     events.append(Rejected(req, protocol.TIMEOUT, text))
@@ -486,6 +494,11 @@ class GenerationClient:
             self._answered(req)
             return Unloaded(req, int(h.get("workers") or 0))
         if m.type == protocol.FAILED:
+            entry = self._pending.get(req) if req else None
+            if (h["code"] == protocol.BUSY and entry is not None and entry[0] == protocol.FETCH
+                    and time.monotonic() + BUSY_RETRY_S < entry[2]):
+                self._busy_retries[req] = time.monotonic() + BUSY_RETRY_S  # asked again by _tick
+                return None
             self._answered(req)
             return RequestFailed(req, h["code"], h["message"], h.get("job"))
         return None

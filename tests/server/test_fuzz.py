@@ -105,3 +105,109 @@ def test_thousand_malformed_messages_then_a_valid_job(server):
             time.sleep(0.2)
         assert status.workers and not any(w["loaded"] for w in status.workers), status.workers
         assert isinstance(run_job(c), pm.Result)
+
+
+# --- valid messages, mutated one field at a time ---------------------------------------------
+HUGE = "__HUGE__"  # written into the JSON text as 1e400 (Python reads it as infinity)
+MUTATIONS = [None, True, 0, -1, 1.5, HUGE, 10**30, "", "x" * 100, "\n", [], {}, [[0.5, 0.5]], {"a": 1}]
+
+
+def _valid(job: str, token: str) -> list[tuple[dict, list[bytes]]]:
+    drag = {"start": [0.5, 0.5], "end": [0.7, 0.4]}
+    settings = {"num_inference_steps": 2, "seed": 1, "max_guidance_scale": 1.0, "preview_every": 0}
+    return [
+        ({"v": 2, "type": "ping", "req": "p"}, []),
+        ({"v": 2, "type": "heartbeat"}, []),
+        ({"v": 2, "type": "status", "req": "s"}, []),
+        ({"v": 2, "type": "unload", "req": "u"}, []),
+        ({"v": 2, "type": "fetch", "req": "f", "job": job, "token": token}, []),
+        ({"v": 2, "type": "cancel", "req": "c", "job": job, "token": token}, []),
+        ({"v": 2, "type": "submit", "req": "sub", "drags": [drag], "settings": settings}, [png_bytes(32)]),
+    ]
+
+
+def _paths(value, prefix=()):
+    """Every place in a header a mutation can go: keys, list items, nested values."""
+    yield prefix
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _paths(item, (*prefix, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _paths(item, (*prefix, index))
+
+
+def _mutated(header: dict, path: tuple, new) -> bytes:
+    import copy
+
+    header = copy.deepcopy(header)
+    target = header
+    for key in path[:-1]:
+        target = target[key]
+    if new is _DELETE:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = new
+    return json.dumps(header).replace(f'"{HUGE}"', "1e400").encode()
+
+
+_DELETE = object()
+
+
+def _frames_mutated(frames: list[bytes], rng: random.Random) -> list[bytes]:
+    png = png_bytes(32)
+    choice = rng.randrange(5)
+    if choice == 0:
+        return []
+    if choice == 1:
+        return [*frames, png]
+    if choice == 2:
+        return [png[: rng.randint(8, len(png) - 1)]]
+    if choice == 3:  # a header that claims a huge picture
+        return [png[:16] + (100_000).to_bytes(4, "big") * 2 + png[24:]]
+    return [rng.randbytes(40)]
+
+
+def test_mutated_valid_messages_are_each_answered_once_and_memory_stays_bounded(tmp_path):
+    from server_helpers import ServerProcess, rss_bytes
+
+    server = ServerProcess(tmp_path / "results", "--max-queue", "4", workers=0).start()
+    rng = random.Random(SEED)
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(server.endpoint)
+    try:
+        sock.send_multipart(protocol.encode(protocol.SUBMIT, {"req": "own", "drags": [{"start": [0.5, 0.5],
+                            "end": [0.6, 0.5]}]}, [png_bytes(32)]))
+        assert sock.poll(10_000)
+        accepted = protocol.decode(sock.recv_multipart(), protocol.SERVER_TYPES)
+        templates = _valid(accepted.header["job"], accepted.header["token"])
+        messages = []
+        for header, frames in templates:
+            for path in list(_paths(header))[1:]:
+                if path == ("v",) or path == ("type",):
+                    continue
+                for new in [*MUTATIONS, _DELETE]:
+                    messages.append([_mutated(header, path, new), *frames])
+            messages += [[json.dumps(header).encode(), *_frames_mutated(frames, rng)] for _ in range(20)]
+        messages = (messages * (3000 // len(messages) + 1))[:3000]
+        rng.shuffle(messages)
+        before = rss_bytes(server.process.pid)
+        replies = []
+        for message in messages:
+            sock.send_multipart(message)
+            while sock.poll(0):
+                replies.append(protocol.decode(sock.recv_multipart(), protocol.SERVER_TYPES))
+        deadline = time.monotonic() + 60
+        while len(replies) < len(messages) and time.monotonic() < deadline:
+            if sock.poll(200):
+                replies.append(protocol.decode(sock.recv_multipart(), protocol.SERVER_TYPES))
+        grown = rss_bytes(server.process.pid) - before
+    finally:
+        sock.close()
+        server.stop()
+    assert len(replies) == len(messages) == 3000, f"{len(replies)} replies to {len(messages)} messages"
+    codes = {m.header["code"] for m in replies if m.type in (protocol.FAILED, protocol.REJECTED)}
+    assert codes <= protocol.ERROR_CODES and protocol.INTERNAL not in codes, codes
+    assert "Traceback" not in server.log()  # nothing a client sends reaches the log as a crash
+    assert grown < 64 * 2**20, f"the broker grew by {grown / 2**20:.0f} MiB"

@@ -89,3 +89,40 @@ def test_unread_fetches_raise_the_broker_memory_by_a_bounded_amount(finished_job
     finally:
         for sock in sockets:
             sock.close(linger=0)
+
+
+def test_a_client_asks_again_after_busy_until_it_gets_the_result():
+    """The server's side is played by a ROUTER socket: two `busy` answers, then the result."""
+    context = zmq.Context.instance()
+    server = context.socket(zmq.ROUTER)
+    server.setsockopt(zmq.LINGER, 0)
+    port = server.bind_to_random_port("tcp://127.0.0.1")
+    job, frames = "a" * 32, noise_frames(count=2, side=16)
+    try:
+        with pm.GenerationClient(f"tcp://127.0.0.1:{port}", request_timeout_s=10, context=context) as c:
+            c.fetch(job, "b" * 32)
+            asked = []
+            got = None
+            deadline = time.monotonic() + 10
+            while got is None and time.monotonic() < deadline:
+                if server.poll(50):
+                    identity, *message = server.recv_multipart()
+                    request = protocol.decode(message, protocol.CLIENT_TYPES)
+                    if request.type != protocol.FETCH:
+                        continue
+                    asked.append((time.monotonic(), request.header))
+                    if len(asked) <= 2:
+                        reply = protocol.encode(protocol.FAILED, {"req": request.header["req"], "code": protocol.BUSY,
+                                                                  "message": "full", "job": job})
+                    else:
+                        reply = protocol.encode(protocol.RESULT, {"req": request.header["req"], "job": job,
+                                                                  "settings": {}}, frames)
+                    server.send_multipart([identity, *reply])
+                got = next((e for e in c.poll(0) if isinstance(e, pm.Result | pm.RequestFailed)), None)
+        assert isinstance(got, pm.Result) and got.frames == frames, got
+        assert len(asked) == 3 and all(h["token"] == "b" * 32 and h["job"] == job for _, h in asked)
+        assert len({h["req"] for _, h in asked}) == 1  # the same request, asked again
+        assert all(later - earlier >= pm.BUSY_RETRY_S * 0.9
+                   for (earlier, _), (later, _) in zip(asked, asked[1:], strict=False))
+    finally:
+        server.close(linger=0)
