@@ -4,6 +4,7 @@ less than ``MAX_UNREAD_RESULT_BYTES`` (plus allocator slack), and every fetch is
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
@@ -123,6 +124,6 @@ def test_a_client_asks_again_after_busy_until_it_gets_the_result():
         assert len(asked) == 3 and all(h["token"] == "b" * 32 and h["job"] == job for _, h in asked)
         assert len({h["req"] for _, h in asked}) == 1  # the same request, asked again
         assert all(later - earlier >= pm.BUSY_RETRY_S * 0.9
-                   for (earlier, _), (later, _) in zip(asked, asked[1:], strict=False))
+                   for (earlier, _), (later, _) in itertools.pairwise(asked))
     finally:
         server.close(linger=0)
