@@ -10,18 +10,18 @@ with ``worker_lost``. It never imports torch: a model crash cannot take it down.
 from __future__ import annotations
 
 import contextlib
-import hmac
 import logging
 import socket as socket_module
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import zmq
 
 from puppet_master import __version__, protocol
 from puppet_master.drags import NUM_FRAMES
 from puppet_master.protocol import Message, ProtocolError
+from puppet_master.server.admission import worker_refusal
 from puppet_master.server.inbound import (
     best_effort_req,
     best_effort_type,
@@ -29,6 +29,7 @@ from puppet_master.server.inbound import (
     check_result_frames,
 )
 from puppet_master.server.jobs import Job, JobQueue, Worker, owns, token_hash
+from puppet_master.server.local_workers import LocalWorkers
 from puppet_master.server.outbound import ClientSender
 from puppet_master.server.recovery import job_record, recover_jobs
 from puppet_master.server.store import MIN_FREE_BYTES, ResultStore, is_disk_full
@@ -38,18 +39,6 @@ log = logging.getLogger(__name__)
 POLL_INTERVAL_MS = 100  # longest the loop sleeps before housekeeping
 MAX_MESSAGES_PER_TURN = 200  # per socket, so neither side starves the other
 FRONTEND_RCVHWM = 100  # messages queued from clients (each may be 32 MiB)
-
-
-class WorkerSupervisor(Protocol):
-    """Local worker processes (see :mod:`puppet_master.server.local_workers`)."""
-
-    def check(self) -> list[int]:
-        """Restart exited processes; return the pids that exited since the last call."""
-
-    def mark_ready(self, pid: int) -> None:
-        """A local worker with ``pid`` joined (its deaths from now on are not start failures)."""
-
-    def stop(self) -> None: ...
 
 
 class Broker:
@@ -82,7 +71,7 @@ class Broker:
         self.queue = JobQueue(max_queue)
         self.running: dict[str, Job] = {}
         self.workers: dict[bytes, Worker] = {}
-        self.supervisor: WorkerSupervisor | None = None
+        self.supervisor: LocalWorkers | None = None  # the worker processes `serve` started
         self.worker_timeout_s = worker_timeout_s
         self.heartbeat_interval_s = heartbeat_interval_s
         self._context = context or zmq.Context.instance()
@@ -376,20 +365,16 @@ class Broker:
 
     def _on_ready(self, identity: bytes, worker: Worker | None, message: Message) -> None:
         """A worker joins, if it shows the worker secret and its id is not another live worker's."""
-        info = {k: v for k, v in message.header["worker"].items() if k != "secret"}
-        secret = message.get("secret")
-        if self.worker_secret is not None and not (
-                isinstance(secret, str) and hmac.compare_digest(secret.encode(), self.worker_secret.encode())):
-            self._refuse_worker(identity, "it did not show the worker secret (give `puppet-master worker` the "
-                                "server's --worker-secret file)")
+        info = dict(message.header["worker"])
+        reason = worker_refusal(info, message.get("secret"), self.worker_secret,
+                                [w.info for w in self.workers.values() if w is not worker])
+        if reason:
+            self._refuse_worker(identity, reason)
             return
         for known in list(self.workers.values()):
             if worker is known:
                 self._lose_worker(known, "it joined again")
             elif info.get("id") is not None and known.info.get("id") == info.get("id"):
-                if (known.info.get("host"), known.info.get("pid")) != (info.get("host"), info.get("pid")):
-                    self._refuse_worker(identity, f"its worker id {info.get('id')!r} is in use by another process")
-                    return
                 self._lose_worker(known, "it reconnected")  # the same process under a new identity
         self.workers[identity] = Worker(identity, info)
         log.info("worker joined: %s", info)
