@@ -67,6 +67,8 @@ def test_unread_fetches_raise_the_broker_memory_by_a_bounded_amount(finished_job
         info = server.server_info()
         assert info["requests"] >= before_requests + FETCHES, "the broker did not take every fetch"
         grown = rss_bytes(server.process.pid) - before
+        print(f"{FETCHES} unread fetches on {connections} connection(s): the broker grew by {grown / 2**20:.1f} MiB, "
+              f"{info['unread_result_bytes'] / 2**20:.1f} MiB of results unread")  # a figure, not asserted
         assert info["unread_result_bytes"] <= protocol.MAX_UNREAD_RESULT_BYTES
         assert grown < protocol.MAX_UNREAD_RESULT_BYTES + SLACK, f"{grown / 2**20:.0f} MiB"
         if connections == 1:  # one connection: its bound holds it to a handful of results
