@@ -86,7 +86,8 @@ class Serve:
     def __init__(self, results: Path, port: int, secret: Path, log: Path) -> None:
         self.endpoint = f"tcp://127.0.0.1:{port}"
         self.argv = [sys.executable, "-m", "puppet_master", "serve", "--tiny", "--bind", self.endpoint,
-                     "--results", str(results), "--worker-secret", str(secret), "--workers", "1"]
+                     "--results", str(results), "--worker-secret", str(secret), "--workers", "1",
+                     "--keep-jobs", "4", "--keep-hours", "0"]  # a small disk keeps only the newest results
         self.log = open(log, "a")  # noqa: SIM115 (closed in stop)
         self.process: subprocess.Popen | None = None
 

@@ -129,3 +129,34 @@ def test_a_client_asks_again_after_busy_until_it_gets_the_result():
                    for (earlier, _), (later, _) in itertools.pairwise(asked))
     finally:
         server.close(linger=0)
+
+
+def test_queued_images_wait_on_disk_not_in_the_broker(tmp_path):
+    """Eight queued jobs of a 12 MB image each (no worker takes them): the broker does not hold their
+    96 MB (receiving and checking each costs some allocator slack: bounded here by three images)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (2048, 2048, 3), dtype=np.uint8)).save(
+        buffer, format="PNG", compress_level=0)
+    image = buffer.getvalue()
+    server = ServerProcess(tmp_path / "results", workers=0).start()
+    try:
+        with server.client() as c:
+            c.submit(png_bytes(), DRAGS, FAST)  # warm
+            assert isinstance(c.wait_for(lambda e: isinstance(e, pm.Accepted | pm.Rejected), 30), pm.Accepted)
+            before = rss_bytes(server.process.pid)
+            for _ in range(8):
+                c.submit(image, DRAGS, FAST)
+                assert isinstance(c.wait_for(lambda e: isinstance(e, pm.Accepted | pm.Rejected), 60), pm.Accepted)
+            grown = rss_bytes(server.process.pid) - before
+        print(f"8 queued jobs of {len(image) / 2**20:.1f} MB images: the broker grew by {grown / 2**20:.1f} MiB")
+        assert grown < 3 * len(image), f"{grown / 2**20:.0f} MiB for {8 * len(image) / 2**20:.0f} MiB of images"
+        assert all((server.results / d.name / "input.png").stat().st_size == len(image)
+                   for d in server.results.iterdir() if d.is_dir() and d.name != "damaged"
+                   and (server.results / d.name / "input.png").stat().st_size > 1_000_000)
+    finally:
+        server.stop()

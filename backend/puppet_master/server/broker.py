@@ -335,7 +335,10 @@ class Broker:
         if message.type == protocol.PREVIEW_GIF:
             record = self.store.load(message.header["job"]) or {}
             if record.get("state") == protocol.DONE and record.get("worker") == worker.info.get("id"):
-                self.store.save_preview(record["job"], message.blobs[0])
+                try:
+                    self.store.save_preview(record["job"], message.blobs[0])
+                except OSError as exc:  # the frames are stored; only the GIF is missing
+                    log.warning("job %s: could not store preview.gif: %s", record["job"], exc)
             return
         job = self.running.get(message.get("job")) if message.get("job") else None
         if message.type in (protocol.PROGRESS, protocol.RESULT, protocol.ERROR, protocol.CANCELLED) and (
