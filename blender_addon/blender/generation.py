@@ -235,7 +235,13 @@ def finish(scene: bpy.types.Scene, snapshot: job.JobSnapshot) -> bpy.types.Objec
     results.write_preview(folder, [_frame_rgb(p) for p in paths])
     props.result_folder = str(folder)
     return result_plane.build_plane(scene, paths, snapshot.job_id, replace=props.replace_result,
-                                    camera=props.job_camera)
+                                    camera=props.job_camera, start=result_start(scene), hold=props.result_hold)
+
+
+def result_start(scene: bpy.types.Scene) -> int:
+    """The scene frame where a result starts playing (the panel's Start Frame, or the scene's start)."""
+    start = scene.puppet_master.result_start
+    return scene.frame_start if start < 0 else start
 
 
 @persistent

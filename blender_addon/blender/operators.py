@@ -6,6 +6,7 @@ from bpy.props import BoolProperty, FloatProperty, IntProperty, StringProperty
 
 from ..core import backend_process, camera_frame, job, reference_image, results, sequencer_layout
 from ..core._light import light_module
+from ..core.clip_timing import ClipTiming
 from ..core.drag_editing import new_drag_position
 from . import anchors, generation, preferences, reference, runtime, scene_drags
 
@@ -202,7 +203,8 @@ class PUPPET_OT_result_to_sequencer(bpy.types.Operator):
     bl_label = "Add to Sequencer"
     bl_options = {"REGISTER", "UNDO"}
 
-    frame_start: IntProperty(name="Start Frame", default=-1, description="-1: the scene's start frame")
+    frame_start: IntProperty(name="Start Frame", default=-1,
+                             description="-1: the result's Start Frame in the panel (or the scene's start)")
 
     def execute(self, context):
         import json
@@ -218,15 +220,17 @@ class PUPPET_OT_result_to_sequencer(bpy.types.Operator):
             seed = json.loads((folder / results.SETTINGS_FILE).read_text()).get("settings", {}).get("seed")
         except (OSError, ValueError, AttributeError):
             seed = None
-        start = scene.frame_start if self.frame_start < 0 else self.frame_start
+        start = generation.result_start(scene) if self.frame_start < 0 else self.frame_start
+        clip = ClipTiming(start, scene.puppet_master.result_hold, len(frames))
         editor = scene.sequence_editor_create()
         occupied = [(s.channel, int(s.frame_final_start), int(s.frame_final_end)) for s in editor.strips_all]
-        channel = sequencer_layout.free_channel(occupied, start, start + len(frames))
+        channel = sequencer_layout.free_channel(occupied, start, clip.last + 1)
         name = sequencer_layout.strip_name(scene.puppet_master.job_id or folder.name, seed)
-        strip = editor.strips.new_image(name, str(frames[0]), channel, start)
-        for path in frames[1:]:
-            strip.elements.append(path.name)
-        self.report({"INFO"}, f"added {name} ({len(frames)} frames) on channel {channel}")
+        order = clip.held_order()  # an image strip may name a file more than once: each held frame
+        strip = editor.strips.new_image(name, str(frames[order[0]]), channel, start)
+        for index in order[1:]:
+            strip.elements.append(frames[index].name)
+        self.report({"INFO"}, f"added {name} ({clip.length} scene frames) on channel {channel}")
         return {"FINISHED"}
 
 

@@ -82,6 +82,9 @@ class PUPPET_PT_main(bpy.types.Panel):
             row.prop(props, "guidance")
             row.prop(props, "seed")
         box.prop(props, "replace_result")
+        row = box.row(align=True)
+        row.prop(props, "result_start")
+        row.prop(props, "result_hold")
         active = context.scene.name in runtime.STATE.controllers
         if active:
             box.progress(factor=props.job_progress, type="BAR", text=props.job_status_text or props.job_state.title())

@@ -112,6 +112,15 @@ class PUPPET_PG_scene(bpy.types.PropertyGroup):
         description="Replace the last result plane; off adds a new variant beside it",
     )  # fmt: skip
 
+    result_start: IntProperty(
+        name="Start Frame", default=-1, min=-1,
+        description="Scene frame where the result starts playing; -1: the scene's start frame",
+    )
+    result_hold: IntProperty(
+        name="Hold", default=1, min=1, max=24,
+        description="Scene frames each generated frame lasts (2: the clip plays at half speed, twice as long)",
+    )  # fmt: skip
+
     job_id: StringProperty(name="Job", default="")
     job_endpoint: StringProperty(name="Job Endpoint", default="")
     #: the job's token (from its acceptance): the backend gives the job only to its owner

@@ -7,6 +7,7 @@ from pathlib import Path
 import bpy
 
 from ..core import camera_frame
+from ..core.clip_timing import ClipTiming, held_frames, scene_range
 from .reference import RESULT_PLANE_KEY, camera_frame_corners, check_camera
 
 PLANE_PREFIX = "PM Result"
@@ -53,10 +54,12 @@ def _material(name: str, image: bpy.types.Image, frames: int, start_frame: int) 
 
 def build_plane(
     scene: bpy.types.Scene, frame_paths: list[Path], job_id: str, *, replace: bool = True,
-    camera: bpy.types.Object | None = None,
+    camera: bpy.types.Object | None = None, start: int | None = None, hold: int = 1,
 ) -> bpy.types.Object:
     """A plane exactly covering the model's square in ``camera``'s view (default: the scene's
-    camera; a job's plane goes to the camera it was made from), textured with the frames."""
+    camera; a job's plane goes to the camera it was made from), textured with the frames from
+    scene frame ``start`` (default: the scene's start), each held ``hold`` scene frames."""
+    clip = ClipTiming(scene.frame_start if start is None else start, hold, len(frame_paths))
     camera = camera if camera is not None and camera.type == "CAMERA" else check_camera(scene)
     if min(abs(s) for s in camera.matrix_world.to_scale()) < 1e-6:
         raise ValueError(f"the camera {camera.name!r} is scaled to zero on one axis: set its scale to 1 "
@@ -65,13 +68,12 @@ def build_plane(
     existing = camera_planes(scene, camera)
     if replace and existing:  # this camera's newest result: another camera's shot keeps its own
         remove_plane(existing.pop())
-    image = bpy.data.images.load(str(frame_paths[0]), check_existing=False)
+    played = held_frames(frame_paths, clip)
+    image = bpy.data.images.load(str(played[0]), check_existing=False)
     image.name = f"{PLANE_PREFIX} {job_id[:8]}"
     image.source = "SEQUENCE"
     image.colorspace_settings.name = "sRGB"
-    start = scene.frame_start
-    count = len(frame_paths)
-    material = _material(f"{PLANE_PREFIX} {job_id[:8]}", image, count, start)
+    material = _material(f"{PLANE_PREFIX} {job_id[:8]}", image, clip.length, clip.start)
 
     # a variant sits in front of this camera's earlier results (each at its own depth, none hidden
     # inside another); its scale follows from the depth, so it still fills the square exactly
@@ -93,13 +95,12 @@ def build_plane(
     plane["puppet_master_depth_factor"] = depth_factor
     fit_plane(scene, plane)
     plane.visible_shadow = False
-    last = start + count - 1
-    if scene.frame_end < last:
-        scene.frame_end = last  # the clip must fit in the scene
-    elif scene.frame_end > last and not scene.use_preview_range:
-        # a longer scene keeps its range; playback loops over the clip until the artist changes it
+    # the clip must fit in the scene; a longer scene keeps its range and loops over the clip
+    fitted = scene_range(scene.frame_start, scene.frame_end, clip, scene.use_preview_range)
+    scene.frame_start, scene.frame_end = fitted.start, fitted.end
+    if fitted.preview is not None:
         scene.use_preview_range = True
-        scene.frame_preview_start, scene.frame_preview_end = start, last
+        scene.frame_preview_start, scene.frame_preview_end = fitted.preview
     props.result_object = plane
     bpy.context.view_layer.update()  # matrix_world is valid right away (scripts, tests, exporters)
     return plane

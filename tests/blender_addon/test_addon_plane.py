@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 from addon_helpers import run_blender
 
@@ -132,3 +135,46 @@ def test_a_longer_scene_keeps_its_range_and_loops_over_the_clip(addon_zip, tmp_p
     )
     assert out["longer"] == [1, 250, True, 1, 14]
     assert out["shorter"] == [1, 14, False]
+
+
+def test_a_result_plays_from_its_start_frame_with_each_frame_held(addon_zip, tmp_path):
+    out = run_blender(
+        """
+        result_plane = ext("blender.result_plane")
+        scene, cam, cube = make_scene(resolution=(64, 64))
+        scene.frame_start, scene.frame_end = 1, 20
+        folder = os.path.join(os.environ["PM_WORKDIR"], "clip")
+        os.makedirs(folder)
+        paths = []
+        for i in range(14):
+            image = bpy.data.images.new(f"f{i}", 4, 4)
+            path = os.path.join(folder, f"frame_{i:04d}.png")
+            image.filepath_raw, image.file_format = path, "PNG"
+            image.pixels = [i / 13.0, 0.0, 0.0, 1.0] * 16
+            image.save()
+            paths.append(path)
+        plane = result_plane.build_plane(scene, [pathlib.Path(p) for p in paths], "a" * 32, start=10, hold=2)
+        node = next(n for n in plane.active_material.node_tree.nodes if n.type == "TEX_IMAGE")
+        user = node.image_user
+        scene.puppet_master.result_folder = folder
+        scene.puppet_master.result_start, scene.puppet_master.result_hold = 10, 2
+        assert bpy.ops.puppet_master.result_to_sequencer() == {"FINISHED"}
+        strip = next(iter(scene.sequence_editor.strips_all))
+        emit(range=[scene.frame_start, scene.frame_end], preview=scene.use_preview_range,
+             user=[user.frame_start, user.frame_duration, user.frame_offset],
+             image=bpy.path.abspath(node.image.filepath),
+             strip=[int(strip.frame_final_start), int(strip.frame_final_duration),
+                    [e.filename for e in strip.elements][:5]])
+        """,
+        addon_zip, tmp_path, setup="import pathlib\n",
+    )
+    assert out["range"] == [1, 37] and out["preview"] is True  # grown to the clip's end only
+    assert out["user"] == [10, 28, -1]
+    held = Path(out["image"])
+    assert held.parent.name == "hold_2" and held.name == "frame_0000.png"
+    # scene frame 10 + 2k and 11 + 2k show generated frame k: the held files are that frame
+    for k in range(14):
+        for position in (2 * k, 2 * k + 1):
+            assert os.path.samefile(held.parent / f"frame_{position:04d}.png", held.parent.parent / f"frame_{k:04d}.png")
+    assert out["strip"] == [10, 28, ["frame_0000.png", "frame_0000.png", "frame_0001.png", "frame_0001.png",
+                                     "frame_0002.png"]]

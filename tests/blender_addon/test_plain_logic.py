@@ -390,3 +390,27 @@ def test_sequencer_layout_finds_the_lowest_free_channel():
     assert sequencer_layout.strip_name("0123456789abcdef" * 2, 7, variant=2) == "PM 01234567 v2 seed 7"
     with pytest.raises(ValueError, match="every sequencer channel"):
         sequencer_layout.free_channel([(c, 0, 10) for c in range(1, 129)], 0, 5)
+
+
+def test_clip_timing_holds_frames_and_grows_the_scene_only_as_needed(tmp_path):
+    from blender_addon.core import clip_timing
+
+    clip = clip_timing.ClipTiming(start=10, hold=2, frames=14)
+    assert (clip.length, clip.last) == (28, 37)
+    assert [clip.frame_at(f) for f in (9, 10, 11, 12, 37, 38)] == [None, 0, 0, 1, 13, None]
+    assert clip.held_order()[:5] == [0, 0, 1, 1, 2] and len(clip.held_order()) == 28
+    # a short scene grows to hold the clip (and no further); a longer one keeps its range and loops
+    assert clip_timing.scene_range(1, 20, clip, False) == clip_timing.SceneRange(1, 37, (10, 37))
+    assert clip_timing.scene_range(1, 250, clip, False) == clip_timing.SceneRange(1, 250, (10, 37))
+    assert clip_timing.scene_range(1, 250, clip, True).preview is None  # the artist's preview range stays
+    assert clip_timing.scene_range(10, 30, clip, False) == clip_timing.SceneRange(10, 37, None)
+    assert clip_timing.scene_range(20, 40, clip, False).start == 10
+    with pytest.raises(ValueError, match="hold factor"):
+        clip_timing.ClipTiming(1, 0, 14)
+    # the held sequence: one file per scene frame, links to the generated frames
+    frames = results.write_frames(tmp_path, [results.PNG_SIGNATURE + bytes([i]) for i in range(3)])
+    held = clip_timing.held_frames(frames, clip_timing.ClipTiming(1, 3, 3))
+    assert [p.name for p in held] == [f"frame_{i:04d}.png" for i in range(9)]
+    assert all(p.parent.name == "hold_3" for p in held)
+    assert [p.read_bytes()[-1] for p in held] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert clip_timing.held_frames(frames, clip_timing.ClipTiming(1, 1, 3)) == frames
