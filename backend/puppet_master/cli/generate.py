@@ -21,6 +21,7 @@ from puppet_master.drags import (
     validate_drags,
 )
 from puppet_master.image_prep import CROP_MODES, ImageError, crop_window, load_image
+from puppet_master.variants import VARIANT_FOLDER, generate_variants, variant_seeds
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
     for name in ("steps", "num_videos"):
         if getattr(args, name) < 1:
             raise CLIError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.variants > 1 and args.num_videos > 1:
+        raise CLIError("give --variants (one call per seed, each reproducible alone) or --num-videos (one batch), "
+                       "not both")
     try:
         image = load_image(args.image)
         drags = read_drags(args.drag, image.width, image.height, args.pixels, args.drags_file)
@@ -61,23 +65,26 @@ def run(args: argparse.Namespace) -> int:
     except (ImageError, DragError) as exc:
         raise CLIError(str(exc)) from exc
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    try:
+        seeds = variant_seeds(seed, args.variants)
+    except ValueError as exc:
+        raise CLIError(f"--variants: {exc}") from None
 
     # 2. load the model and generate
     pipe = pipeline_from_args(args)
-    generators = [torch.Generator().manual_seed(seed + i) for i in range(args.num_videos)]
+    call = {"num_inference_steps": args.steps, "min_guidance_scale": args.min_guidance,
+            "max_guidance_scale": args.guidance, "decode_chunk_size": args.decode_chunk_size, "crop": args.crop}
     start = time.monotonic()
     try:
-        result = pipe(
-            image,
-            drags,
-            num_inference_steps=args.steps,
-            min_guidance_scale=args.min_guidance,
-            max_guidance_scale=args.guidance,
-            num_videos_per_prompt=args.num_videos,
-            generator=generators,
-            decode_chunk_size=args.decode_chunk_size,
-            crop=args.crop,
-        )
+        if args.variants > 1:
+            outputs = generate_variants(pipe, image, drags, seeds, **call)
+            result = outputs[0]
+            frame_sets = [o.frames[0] for o in outputs]
+            drag_sets = [o.drags[0] for o in outputs]
+        else:
+            generators = [torch.Generator().manual_seed(seed + i) for i in range(args.num_videos)]
+            result = pipe(image, drags, num_videos_per_prompt=args.num_videos, generator=generators, **call)
+            frame_sets, drag_sets = result.frames, result.drags
     except (ImageError, DragError, ValueError) as exc:
         raise CLIError(str(exc)) from exc
     except GenerationCancelled as exc:
@@ -94,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         "crop": args.crop,
         "window": result.window.to_json(),
         "drags": [d.to_json() for d in drags],
-        "num_frames": len(result.frames[0]),
+        "num_frames": len(frame_sets[0]),
         "num_inference_steps": args.steps,
         "min_guidance_scale": guidance[0],
         "max_guidance_scale": guidance[1],
@@ -105,9 +112,13 @@ def run(args: argparse.Namespace) -> int:
         "dtype": str(pipe.dtype).removeprefix("torch."),
         "seconds": round(seconds, 3),
     }
-    for i, frames in enumerate(result.frames):
-        folder = out if args.num_videos == 1 else out / f"video_{i:02d}"
-        write_result(folder, frames, result.drags[i], {**settings, "seed": seed + i}, untrained=pipe.config.untrained)
+    for i, frames in enumerate(frame_sets):
+        if args.variants > 1:
+            folder, extra = out / VARIANT_FOLDER.format(i), {"variant": i, "variants": args.variants}
+        else:
+            folder, extra = (out if args.num_videos == 1 else out / f"video_{i:02d}"), {}
+        write_result(folder, frames, drag_sets[i], {**settings, "seed": seed + i, **extra},
+                     untrained=pipe.config.untrained)
         print(f"wrote {len(frames)} frames, preview.gif and settings.json to {folder}")
     if pipe.config.untrained:
         print("note: the model is untrained (random weights); the frames are noise")
@@ -143,7 +154,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--min-guidance", type=float, default=None,
                         help="guidance weight of the first frame (default: the model's; 1 for Puppet-Master)")
     parser.add_argument("--seed", type=int, help="random seed (default: a random one, written to settings.json)")
-    parser.add_argument("--num-videos", type=int, default=1, help="videos to generate (seeds SEED, SEED+1, ...)")
+    parser.add_argument("--variants", type=int, default=1,
+                        help="videos to choose from, one run per seed (SEED, SEED+1, ...; at most 8), in "
+                             "variant_00/, variant_01/, ...: each is exactly what --seed of its own gives")
+    parser.add_argument("--num-videos", type=int, default=1,
+                        help="videos in one batch (seeds SEED, SEED+1, ...; faster on a large GPU, but not "
+                             "bit-identical to one-video runs), in video_00/, ...")
     parser.add_argument("--decode-chunk-size", type=int, help="frames the VAE decodes at once (less memory)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out folder")
     add_model_arguments(parser)
