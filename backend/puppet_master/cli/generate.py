@@ -21,6 +21,7 @@ from puppet_master.drags import (
     validate_drags,
 )
 from puppet_master.image_prep import CROP_MODES, ImageError, crop_window, load_image
+from puppet_master.segments import generate_segments, segment_drags
 from puppet_master.variants import VARIANT_FOLDER, generate_variants, variant_seeds
 
 logger = logging.getLogger(__name__)
@@ -55,9 +56,9 @@ def run(args: argparse.Namespace) -> int:
     for name in ("steps", "num_videos"):
         if getattr(args, name) < 1:
             raise CLIError(f"--{name.replace('_', '-')} must be at least 1")
-    if args.variants > 1 and args.num_videos > 1:
-        raise CLIError("give --variants (one call per seed, each reproducible alone) or --num-videos (one batch), "
-                       "not both")
+    if (args.variants > 1 or args.segments > 1) and args.num_videos > 1:
+        raise CLIError("--num-videos (one batch) cannot be combined with --variants or --segments (one run per "
+                       "seed and segment)")
     try:
         image = load_image(args.image)
         drags = read_drags(args.drag, image.width, image.height, args.pixels, args.drags_file)
@@ -67,24 +68,28 @@ def run(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     try:
         seeds = variant_seeds(seed, args.variants)
-    except ValueError as exc:
-        raise CLIError(f"--variants: {exc}") from None
+        segment_drags(drags, args.segments)
+    except (ValueError, DragError) as exc:
+        raise CLIError(f"--variants/--segments: {exc}") from None
 
     # 2. load the model and generate
     pipe = pipeline_from_args(args)
     call = {"num_inference_steps": args.steps, "min_guidance_scale": args.min_guidance,
             "max_guidance_scale": args.guidance, "decode_chunk_size": args.decode_chunk_size, "crop": args.crop}
     start = time.monotonic()
+    extras: list[dict] = [{} for _ in seeds]
     try:
-        if args.variants > 1:
+        if args.segments > 1:
+            clips = [generate_segments(pipe, image, drags, args.segments, seed=s, **call) for s in seeds]
+            window, frame_sets, drag_sets = clips[0].window, [c.frames for c in clips], [c.drags for c in clips]
+            extras = [{"segments": args.segments, "segment_inputs": c.segments} for c in clips]
+        elif args.variants > 1:
             outputs = generate_variants(pipe, image, drags, seeds, **call)
-            result = outputs[0]
-            frame_sets = [o.frames[0] for o in outputs]
-            drag_sets = [o.drags[0] for o in outputs]
+            window, frame_sets, drag_sets = outputs[0].window, [o.frames[0] for o in outputs], [o.drags[0] for o in outputs]
         else:
             generators = [torch.Generator().manual_seed(seed + i) for i in range(args.num_videos)]
             result = pipe(image, drags, num_videos_per_prompt=args.num_videos, generator=generators, **call)
-            frame_sets, drag_sets = result.frames, result.drags
+            window, frame_sets, drag_sets = result.window, result.frames, result.drags
     except (ImageError, DragError, ValueError) as exc:
         raise CLIError(str(exc)) from exc
     except GenerationCancelled as exc:
@@ -99,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         "image": str(Path(args.image).expanduser().resolve()),
         "image_size": [image.width, image.height],
         "crop": args.crop,
-        "window": result.window.to_json(),
+        "window": window.to_json(),
         "drags": [d.to_json() for d in drags],
         "num_frames": len(frame_sets[0]),
         "num_inference_steps": args.steps,
@@ -117,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
             folder, extra = out / VARIANT_FOLDER.format(i), {"variant": i, "variants": args.variants}
         else:
             folder, extra = (out if args.num_videos == 1 else out / f"video_{i:02d}"), {}
+        extra.update(extras[i] if i < len(extras) else {})
         write_result(folder, frames, drag_sets[i], {**settings, "seed": seed + i, **extra},
                      untrained=pipe.config.untrained)
         print(f"wrote {len(frames)} frames, preview.gif and settings.json to {folder}")
@@ -157,6 +163,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--variants", type=int, default=1,
                         help="videos to choose from, one run per seed (SEED, SEED+1, ...; at most 8), in "
                              "variant_00/, variant_01/, ...: each is exactly what --seed of its own gives")
+    parser.add_argument("--segments", type=int, default=1,
+                        help="a longer clip: S segments of 14 frames, each starting from the last frame of the one "
+                             "before, S x 13 + 1 frames in all (at most 8; see docs/generate.md for what to expect)")
     parser.add_argument("--num-videos", type=int, default=1,
                         help="videos in one batch (seeds SEED, SEED+1, ...; faster on a large GPU, but not "
                              "bit-identical to one-video runs), in video_00/, ...")
