@@ -5,7 +5,7 @@
 1. check the manifest (its version must equal ``puppet_master.__version__``),
 2. download the pyzmq wheels the manifest lists into a cache folder (pip, binary only),
 3. stage the add-on source, the manifest, the wheels and the light shared modules
-   (``backend/puppet_master/{drags,protocol,client}.py`` -> ``vendor/puppet_master_light/``),
+   (``backend/puppet_master/{drags,endpoints,protocol,events,client}.py`` -> ``vendor/puppet_master_light/``),
 4. run Blender's extension CLI: ``build``, then ``validate`` on the zip.
 
 Plain Python 3.11+; needs pip and Blender's ``blender_ext.py`` (found beside the ``bpy`` module).
@@ -27,7 +27,7 @@ ADDON_DIR = ROOT / "blender_addon"
 MANIFEST = ROOT / "blender_manifest.toml"
 LIGHT_SOURCE = ROOT / "backend" / "puppet_master"
 #: the light shared modules copied into the extension
-LIGHT_MODULES = ("drags", "protocol", "client")
+LIGHT_MODULES = ("drags", "endpoints", "protocol", "events", "client")
 LIGHT_PACKAGE = Path("vendor") / "puppet_master_light"
 DEFAULT_WHEEL_CACHE = ADDON_DIR / "wheels"
 #: seconds one ``pip download`` may take

@@ -1,7 +1,7 @@
 """Non-blocking client for ``puppet-master serve`` (standard library + pyzmq, no torch).
 
 The Blender extension imports this module (as a checked copy), so it imports nothing from
-``puppet_master`` except, relatively, :mod:`.protocol`.
+``puppet_master`` except, relatively, :mod:`.protocol` and :mod:`.events`.
 
 Every call returns at once. Requests (:meth:`GenerationClient.submit`, :meth:`~GenerationClient.cancel`,
 :meth:`~GenerationClient.fetch`, :meth:`~GenerationClient.ping`, :meth:`~GenerationClient.status`,
@@ -34,7 +34,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
@@ -42,6 +41,23 @@ import zmq.auth as zmq_auth
 import zmq.utils.z85
 
 from . import protocol
+from .events import (
+    Accepted,
+    Cancelled,
+    ConnectionLost,
+    ConnectionRestored,
+    Event,
+    JobError,
+    JobState,
+    Pong,
+    Progress,
+    Rejected,
+    RequestFailed,
+    Result,
+    StatusReply,
+    Unloaded,
+    VariantReady,
+)
 from .protocol import JobSettings, ProtocolError
 
 log = logging.getLogger(__name__)
@@ -85,136 +101,8 @@ def read_public_key(key_or_path: str | bytes) -> bytes | None:
 __all__ = [
     "Accepted", "Cancelled", "ConnectionLost", "ConnectionRestored", "Event", "GenerationClient", "JobError",
     "JobSettings", "JobState", "Pong", "Progress", "ProtocolError", "Rejected", "RequestFailed", "Result",
-    "StatusReply", "Unloaded",
+    "StatusReply", "Unloaded", "VariantReady",
 ]
-
-
-# --- events ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Event:
-    """Base of everything :meth:`GenerationClient.poll` returns."""
-
-
-@dataclass(frozen=True)
-class Accepted(Event):
-    """The submit ``req`` became job ``job_id``; ``position`` jobs wait before it (0 = next).
-    ``token`` lets any connection fetch or cancel the job later (keep it with the job id)."""
-
-    req: str
-    job_id: str
-    position: int
-    seq: int
-    token: str | None = None
-
-
-@dataclass(frozen=True)
-class Rejected(Event):
-    """The submit ``req`` was refused (no job exists); ``code`` is a protocol error code."""
-
-    req: str
-    code: str
-    message: str
-
-
-@dataclass(frozen=True)
-class Progress(Event):
-    """Job ``job_id`` finished denoising step ``step`` of ``total``; ``preview_png`` is a small
-    preview image (PNG bytes) on every ``preview_every``-th step, else None."""
-
-    job_id: str
-    step: int
-    total: int
-    eta_s: float | None
-    preview_png: bytes | None = None
-
-
-@dataclass(frozen=True)
-class Result(Event):
-    """Job ``job_id`` finished: ``frames`` are the PNG bytes of each frame, ``settings`` what was
-    used (the seed included), ``drags`` the wire drags, ``info`` worker and timing details."""
-
-    job_id: str
-    frames: list[bytes]
-    settings: dict[str, Any]
-    drags: list[dict[str, list[float]]] = field(default_factory=list)
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class JobError(Event):
-    """Job ``job_id`` ended in error (final)."""
-
-    job_id: str
-    code: str
-    message: str
-
-
-@dataclass(frozen=True)
-class Cancelled(Event):
-    """Job ``job_id`` ended cancelled (final)."""
-
-    job_id: str
-
-
-@dataclass(frozen=True)
-class JobState(Event):
-    """Answer to a fetch of an unfinished job (``state`` "queued" or "running"); its events follow."""
-
-    req: str
-    job_id: str
-    state: str
-    position: int | None
-
-
-@dataclass(frozen=True)
-class RequestFailed(Event):
-    """Request ``req`` (cancel, fetch, ping, status, unload) failed; ``job_id`` when it named one."""
-
-    req: str
-    code: str
-    message: str
-    job_id: str | None = None
-
-
-@dataclass(frozen=True)
-class Pong(Event):
-    """Answer to :meth:`GenerationClient.ping`: ``server`` holds ``version``, ``protocol``,
-    ``model``, ``device``, ``dtype``, ``queue`` (jobs waiting), ``running`` and ``workers``."""
-
-    req: str | None
-    server: dict[str, Any]
-    rtt_s: float | None
-
-
-@dataclass(frozen=True)
-class StatusReply(Event):
-    """Answer to :meth:`GenerationClient.status`: queued job ids, running jobs, worker list."""
-
-    req: str
-    server: dict[str, Any]
-    queue: list[str]
-    running: list[str]
-    workers: list[dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class Unloaded(Event):
-    """Answer to :meth:`GenerationClient.unload`: ``workers`` idle workers freed their model."""
-
-    req: str | None
-    workers: int
-
-
-@dataclass(frozen=True)
-class ConnectionLost(Event):
-    """Nothing was heard from the server for ``silent_s`` seconds (it is down or unreachable)."""
-
-    silent_s: float
-
-
-@dataclass(frozen=True)
-class ConnectionRestored(Event):
-    """The server answers again after a :class:`ConnectionLost`."""
 
 
 # --- the client ------------------------------------------------------------------------------
@@ -475,6 +363,8 @@ class GenerationClient:
             self._answered(req)
             self.jobs[h["job"]] = protocol.DONE
             return Result(h["job"], list(m.blobs), h["settings"], h.get("drags") or [], h.get("info") or {})
+        if m.type == protocol.VARIANT:
+            return VariantReady(h["job"], h["index"], h["seed"], list(m.blobs))
         if m.type == protocol.ERROR:
             self._answered(req)
             self.jobs[h["job"]] = protocol.FAILED_STATE

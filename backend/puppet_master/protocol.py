@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import drags
+from .endpoints import EndpointError, normalize_endpoint  # noqa: F401 (part of this module's API)
 
 #: version 2 added drag paths (``"path"``: one point per frame); a version-1 peer sends and reads
 #: start -> end drags only, and the server answers each client in the version it speaks
@@ -50,6 +51,8 @@ PROGRESS = "progress"  # header: job, step, total, eta_s; optional frame 1: smal
 RESULT = "result"  # header: job, settings, drags, info; frames 1..N: PNG frames
 ERROR = "error"  # header: job, code, message: the job ended in error (final)
 CANCELLED = "cancelled"  # header: job: the job ended cancelled (final)
+# a job of several variants sends each as it finishes (not final: the RESULT holds them all again)
+VARIANT = "variant"  # header: job, index, seed; frames 1..N: that variant's PNG frames
 JOB_STATE = "job_state"  # header: req, job, state, position: FETCH of an unfinished job
 STATUS_REPLY = "status_reply"  # header: req, server, queue (job ids), workers (list of dicts)
 UNLOADED = "unloaded"  # header: req, workers (how many were asked to unload)
@@ -69,9 +72,10 @@ SHUTDOWN = "shutdown"
 CLIENT_TYPES = frozenset({PING, SUBMIT, CANCEL, FETCH, STATUS, UNLOAD, HEARTBEAT})
 SERVER_TYPES = frozenset(
     {PONG, ACCEPTED, REJECTED, PROGRESS, RESULT, ERROR, CANCELLED, JOB_STATE, STATUS_REPLY, UNLOADED,
-     FAILED, HEARTBEAT}
+     FAILED, HEARTBEAT, VARIANT}
 )
-WORKER_TYPES = frozenset({READY, HEARTBEAT, PROGRESS, RESULT, ERROR, CANCELLED, UNLOADED, SHUTDOWN, PREVIEW_GIF})
+WORKER_TYPES = frozenset({READY, HEARTBEAT, PROGRESS, RESULT, ERROR, CANCELLED, UNLOADED, SHUTDOWN, PREVIEW_GIF,
+                          VARIANT})
 BROKER_TO_WORKER_TYPES = frozenset({JOB, CANCEL, UNLOAD, HEARTBEAT, SHUTDOWN})
 
 # --- job states (JOB_STATE, STATUS_REPLY, the results index) ----------------------------------
@@ -113,7 +117,10 @@ MAX_IMAGE_SIDE = 4096  # pixels, width and height of the submitted image
 MAX_HEADER_BYTES = 64 * 1024  # bytes of the JSON header frame
 #: the largest frame any peer accepts (ZMQ_MAXMSGSIZE); bigger ones drop the connection
 MAX_FRAME_BYTES = MAX_IMAGE_BYTES + 1024 * 1024
-MAX_RESULT_FRAMES = 64  # binary frames in a RESULT
+MAX_RESULT_FRAMES = 224  # binary frames in a RESULT (every variant's frames, one after another)
+MAX_VARIANTS = 8  # videos of one job that differ by their seed (settings.variants)
+MAX_SEGMENTS = 8  # 14-frame segments chained into one clip (settings.segments)
+SEGMENT_STEP = drags.NUM_FRAMES - 1  # frames each further segment adds (the joint frame is not repeated)
 #: the model's frames are FRAME_SIZE x FRAME_SIZE pixels; a result's frames are saved as FRAME_NAME
 #: (frame_0000.png, ...: one image sequence for Blender) by generate, the server and the add-on
 FRAME_SIZE = 256
@@ -148,46 +155,6 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _REQ_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _JOB_RE = re.compile(r"[0-9a-f]{32}")
 _TOKEN_RE = re.compile(r"[0-9a-f]{32,64}")
-
-
-class EndpointError(ValueError):
-    """An endpoint that is not ``tcp://HOST:PORT`` (or ``ipc://PATH``); the message shows the form."""
-
-
-_ENDPOINT_FORM = "expected tcp://HOST:PORT, e.g. tcp://127.0.0.1:5555 (or ipc://PATH on one machine)"
-
-
-def normalize_endpoint(endpoint: str, *, bind: bool = False) -> str:
-    """``endpoint`` checked and in ZeroMQ's form: surrounding spaces removed, ``HOST:PORT`` given
-    ``tcp://``; a missing or bad port, an empty host or another transport is an :class:`EndpointError`
-    naming the expected form. ``bind`` allows the host ``*`` (every interface) and the port ``*``
-    (one the system picks)."""
-    text = str(endpoint).strip()
-    if not text:
-        raise EndpointError(f"the endpoint is empty: {_ENDPOINT_FORM}")
-    if "://" not in text:
-        text = "tcp://" + text
-    transport, _, rest = text.partition("://")
-    if transport == "ipc":
-        if not rest:
-            raise EndpointError(f"{endpoint!r} has no path: {_ENDPOINT_FORM}")
-        return text
-    if transport != "tcp":
-        raise EndpointError(f"{endpoint!r} uses the transport {transport!r}: {_ENDPOINT_FORM}")
-    if rest.startswith("["):  # IPv6: tcp://[::1]:5555
-        host, _, port = rest[1:].partition("]")
-        port = port[1:] if port.startswith(":") else ""
-    elif ":" not in rest:
-        raise EndpointError(f"{endpoint!r} has no port: {_ENDPOINT_FORM}")
-    else:
-        host, _, port = rest.rpartition(":")
-    if not host or any(c.isspace() for c in host) or "/" in host or (host == "*" and not bind):
-        raise EndpointError(f"{endpoint!r} has no usable host: {_ENDPOINT_FORM}")
-    if bind and port == "*":  # a port the system picks
-        return text
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise EndpointError(f"{endpoint!r} has no port (1-65535): {_ENDPOINT_FORM}")
-    return text
 
 
 class ProtocolError(ValueError):
@@ -323,6 +290,7 @@ _SCHEMAS: dict[str, tuple[dict[str, Any], dict[str, Any], int, int]] = {
     REJECTED: ({"req": str, "code": str, "message": str}, {}, 0, 0),
     PROGRESS: ({"job": str, "step": int, "total": int}, {"eta_s": _NUMBER, "elapsed_s": _NUMBER}, 0, 1),
     RESULT: ({"job": str, "settings": dict}, {"req": str, "drags": list, "info": dict}, 1, MAX_RESULT_FRAMES),
+    VARIANT: ({"job": str, "index": int, "seed": int}, {}, 1, MAX_RESULT_FRAMES),
     ERROR: ({"job": str, "code": str, "message": str}, {"req": str}, 0, 0),
     CANCELLED: ({"job": str}, {"req": str}, 0, 0),
     JOB_STATE: ({"req": str, "job": str, "state": str}, {"position": int}, 0, 0),
@@ -363,9 +331,27 @@ class JobSettings:
     seed: int | None = None
     #: send a small preview image with every n-th progress event; 0 sends none
     preview_every: int = 5
+    #: videos that differ by their seed (seed, seed + 1, ...), each as a one-video run of its seed
+    variants: int = 1
+    #: 14-frame segments chained into one clip of segments x 13 + 1 frames
+    segments: int = 1
+
+    @property
+    def frames_per_variant(self) -> int:
+        return self.segments * SEGMENT_STEP + 1
+
+    @property
+    def result_frames(self) -> int:
+        """Frames in the job's RESULT: every variant's, one after another."""
+        return self.variants * self.frames_per_variant
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The wire form; ``variants`` and ``segments`` only when not 1 (servers before them refuse them)."""
+        data = asdict(self)
+        for name in ("variants", "segments"):
+            if data[name] == 1:
+                del data[name]
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> JobSettings:
@@ -381,7 +367,13 @@ class JobSettings:
                      for name in ("min_guidance_scale", "max_guidance_scale"))
         seed = None if values["seed"] is None else _int_in(values["seed"], "seed", 0, MAX_SEED)
         preview = _int_in(values["preview_every"], "preview_every", 0, MAX_STEPS)
-        return cls(steps, low, high, seed, preview)
+        variants = _int_in(values["variants"], "variants", 1, MAX_VARIANTS)
+        segments = _int_in(values["segments"], "segments", 1, MAX_SEGMENTS)
+        settings = cls(steps, low, high, seed, preview, variants, segments)
+        if settings.result_frames > MAX_RESULT_FRAMES:
+            raise ProtocolError(BAD_SETTINGS, f"{variants} variants of {settings.frames_per_variant} frames make "
+                                f"{settings.result_frames} frames; at most {MAX_RESULT_FRAMES} per job")
+        return settings
 
 
 def _int_in(value: Any, name: str, low: int, high: int) -> int:

@@ -24,9 +24,8 @@ from typing import Any
 import numpy as np
 
 from puppet_master.drags import NUM_FRAMES, Drag
+from puppet_master.protocol import MAX_SEGMENTS, SEGMENT_STEP
 
-SEGMENT_STEP = NUM_FRAMES - 1  # new frames each later segment adds
-MAX_SEGMENTS = 8
 #: a drag whose segment piece stays within this distance (fraction of the frame) of its start is still
 STILL = 1e-6
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-MAX_VARIANTS = 8
+from puppet_master.protocol import MAX_VARIANTS
+
 VARIANT_FOLDER = "variant_{:02d}"
 
 

@@ -23,7 +23,7 @@ def test_zip_validates_and_carries_identical_light_modules(addon_zip):
     assert result.returncode == 0, result.stdout + result.stderr
     with zipfile.ZipFile(addon_zip) as archive:
         names = set(archive.namelist())
-        for name in ("drags", "protocol", "client"):
+        for name in build.LIGHT_MODULES:
             source = ROOT / "backend" / "puppet_master" / f"{name}.py"
             copied = archive.read(f"vendor/puppet_master_light/{name}.py")
             assert hashlib.sha256(copied).digest() == hashlib.sha256(source.read_bytes()).digest(), name

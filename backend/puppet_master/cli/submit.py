@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         settings = protocol.JobSettings.from_json({
             "num_inference_steps": args.steps, "min_guidance_scale": args.min_guidance,
             "max_guidance_scale": args.max_guidance, "seed": args.seed,
-            "preview_every": args.preview_every if args.preview_file else 0})
+            "preview_every": args.preview_every if args.preview_file else 0,
+            "variants": args.variants, "segments": args.segments})
         key = load_public(args.server_key) if args.server_key else None
         args.endpoint = protocol.normalize_endpoint(args.endpoint)
     except (DragError, protocol.ProtocolError, protocol.EndpointError, SecurityError) as exc:
@@ -125,13 +126,20 @@ def run(args: argparse.Namespace) -> int:
             bar.close()
         client.close()
 
-    # 3. write frames, preview.gif and settings.json
-    frames = [Image.open(io.BytesIO(png)) for png in event.frames]
+    # 3. write frames, preview.gif and settings.json (a folder per variant when there are several)
+    from puppet_master.variants import VARIANT_FOLDER
+
+    videos = event.variants()
+    seeds = event.settings.get("seeds") or [event.settings.get("seed")]
     drag_list = [Drag.from_json(d) for d in event.drags]
-    settings_out = {**event.settings, "drags": event.drags, "job": job_id, "endpoint": args.endpoint}
-    write_result(out_dir, frames, drags_to_array(drag_list) if drag_list else None, settings_out,
-                 untrained=bool(event.info.get("untrained")))
-    print(f"wrote {len(frames)} frames, preview.gif and settings.json to {out_dir}")
+    drag_array = drags_to_array(drag_list) if drag_list and len(videos[0]) == len(drag_list[0].trajectory()) else None
+    for index, pngs in enumerate(videos):
+        folder = out_dir if len(videos) == 1 else out_dir / VARIANT_FOLDER.format(index)
+        settings_out = {**event.settings, "drags": event.drags, "job": job_id, "endpoint": args.endpoint,
+                        **({"seed": seeds[index], "variant": index} if len(videos) > 1 else {})}
+        write_result(folder, [Image.open(io.BytesIO(png)) for png in pngs], drag_array, settings_out,
+                     untrained=bool(event.info.get("untrained")))
+        print(f"wrote {len(pngs)} frames, preview.gif and settings.json to {folder}")
     return 0
 
 
@@ -157,6 +165,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-guidance", type=float, default=defaults.max_guidance_scale,
                         help="guidance of the last frame (default: the model's; 5 for Puppet-Master)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: the server picks one)")
+    parser.add_argument("--variants", type=int, default=1,
+                        help="videos to choose from, one per seed (SEED, SEED+1, ...), in variant_00/, ...")
+    parser.add_argument("--segments", type=int, default=1,
+                        help="a longer clip of S chained 14-frame segments (S x 13 + 1 frames)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="give up waiting after this many seconds")
     parser.add_argument("--preview-file", metavar="PNG",
                         help="keep the newest progress preview (the decoded estimate of the frames) in this file")

@@ -19,7 +19,6 @@ from typing import Any
 import zmq
 
 from puppet_master import __version__, protocol
-from puppet_master.drags import NUM_FRAMES
 from puppet_master.protocol import Message, ProtocolError
 from puppet_master.server.admission import worker_refusal
 from puppet_master.server.inbound import (
@@ -341,7 +340,7 @@ class Broker:
                     log.warning("job %s: could not store preview.gif: %s", record["job"], exc)
             return
         job = self.running.get(message.get("job")) if message.get("job") else None
-        if message.type in (protocol.PROGRESS, protocol.RESULT, protocol.ERROR, protocol.CANCELLED) and (
+        if message.type in (protocol.PROGRESS, protocol.VARIANT, protocol.RESULT, protocol.ERROR, protocol.CANCELLED) and (
             job is None or job.worker != identity
         ):
             log.warning("worker %r sent %s for a job it does not run", identity, message.type)
@@ -355,6 +354,15 @@ class Broker:
             fields = {k: message.header.get(k) for k in ("job", "step", "total", "eta_s", "elapsed_s")}
             for watcher in job.watchers:
                 self.clients.send(watcher, protocol.PROGRESS, fields, message.blobs[:1])
+        elif message.type == protocol.VARIANT:  # a finished variant, streamed; the RESULT holds it again
+            try:
+                check_result_frames(message.blobs, job.settings.frames_per_variant, protocol.FRAME_SIZE)
+            except ProtocolError as exc:
+                log.warning("job %s: worker %s sent a broken variant: %s", job.id, worker.info.get("id"), exc.message)
+                return
+            fields = {"job": job.id, "index": message.header["index"], "seed": message.header["seed"]}
+            for watcher in job.watchers:
+                self.clients.send(watcher, protocol.VARIANT, fields, message.blobs, result_of=job.id)
         elif message.type == protocol.RESULT:
             self._on_result(worker, job, message)
         elif message.type == protocol.ERROR:
@@ -398,7 +406,7 @@ class Broker:
         self._worker_idle(worker)
         worker.jobs_done += 1
         try:
-            check_result_frames(message.blobs, NUM_FRAMES, protocol.FRAME_SIZE)
+            check_result_frames(message.blobs, job.settings.result_frames, protocol.FRAME_SIZE)
         except ProtocolError as exc:
             log.error("job %s: worker %s sent a broken result: %s", job.id, worker.info.get("id"), exc.message)
             self._finish(job, protocol.FAILED_STATE, protocol.ERROR, {

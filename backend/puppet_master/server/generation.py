@@ -97,18 +97,26 @@ def run_job(
     *,
     on_progress: ProgressFn,
     cancel: threading.Event,
+    on_variant: Callable[[int, int, list[bytes]], None] | None = None,
 ) -> GenerationResult:
-    """Generate the frames of one job; raises JobCancelledError, ProtocolError or the pipeline's error."""
+    """Generate the frames of one job: every variant (one run per seed), each of ``settings.segments``
+    chained segments, one after another; ``on_variant(index, seed, frames_png)`` as each variant of a
+    several-variant job finishes. Raises JobCancelledError, ProtocolError or the pipeline's error."""
     import torch
 
     from puppet_master.drags import Drag
     from puppet_master.pipeline import GenerationCancelled
+    from puppet_master.segments import generate_segments
+    from puppet_master.variants import variant_seeds
 
     # 1. check and decode the inputs
     image = decode_image(image_png)
     drag_list = [Drag.from_json(d) for d in drags]
     seed = settings.seed if settings.seed is not None else secrets.randbelow(2**31)
-    total = settings.num_inference_steps
+    seeds = variant_seeds(seed, settings.variants)
+    per_call = settings.num_inference_steps
+    total = per_call * settings.variants * settings.segments  # progress counts over every pipeline call
+    calls = [0]  # pipeline calls finished
     started = time.monotonic()
 
     # 2. report each step; stop between steps when cancelled
@@ -116,7 +124,7 @@ def run_job(
         if cancel.is_set():
             pipeline.interrupt()
             return {}
-        done = step_index + 1
+        done = calls[0] * per_call + step_index + 1
         elapsed = time.monotonic() - started
         eta = elapsed / done * (total - done)
         preview = None
@@ -126,26 +134,37 @@ def run_job(
         on_progress(done, total, eta, elapsed, preview)
         return {}
 
-    # 3. denoise and decode
-    if cancel.is_set():
-        raise JobCancelledError()
-    try:
-        output = pipe(
-            image,
-            drag_list,
-            num_inference_steps=total,
-            min_guidance_scale=settings.min_guidance_scale,
-            max_guidance_scale=settings.max_guidance_scale,
-            generator=torch.Generator().manual_seed(seed),
-            callback_on_step_end=callback,
-            output_type="pil",
-        )
-    except GenerationCancelled:
-        raise JobCancelledError() from None
+    def finished_call(*_: Any) -> None:
+        calls[0] += 1
 
-    # 4. encode the frames
-    model_s = time.monotonic() - started
-    frames = [encode_png(frame) for frame in output.frames[0]]
+    # 3. denoise and decode each variant (and its segments)
+    call = {"num_inference_steps": per_call, "min_guidance_scale": settings.min_guidance_scale,
+            "max_guidance_scale": settings.max_guidance_scale, "callback_on_step_end": callback}
+    frames: list[bytes] = []
+    encode_s = 0.0
+    for index, variant_seed in enumerate(seeds):
+        if cancel.is_set():
+            raise JobCancelledError()
+        try:
+            if settings.segments > 1:
+                video = generate_segments(pipe, image, drag_list, settings.segments, seed=variant_seed,
+                                          on_segment=finished_call, **call).frames
+            else:
+                video = pipe(image, drag_list, generator=torch.Generator().manual_seed(variant_seed),
+                             output_type="pil", **call).frames[0]
+                finished_call()
+        except GenerationCancelled:
+            raise JobCancelledError() from None
+        encoding = time.monotonic()
+        pngs = [encode_png(frame) for frame in video]
+        encode_s += time.monotonic() - encoding
+        frames += pngs
+        if on_variant is not None and settings.variants > 1:
+            on_variant(index, variant_seed, pngs)
+
+    # 4. what was used
     low, high = pipe.resolve_guidance(settings.min_guidance_scale, settings.max_guidance_scale)
-    used = {**settings.to_json(), "seed": seed, "min_guidance_scale": low, "max_guidance_scale": high}
-    return GenerationResult(frames, used, model_s, time.monotonic() - started - model_s)
+    used = {**settings.to_json(), "seed": seed, "min_guidance_scale": low, "max_guidance_scale": high,
+            "variants": settings.variants, "segments": settings.segments, "seeds": seeds,
+            "frames_per_variant": settings.frames_per_variant}
+    return GenerationResult(frames, used, time.monotonic() - started - encode_s, encode_s)

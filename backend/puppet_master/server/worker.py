@@ -213,13 +213,15 @@ class WorkerLoop:
             settings = JobSettings.from_json(message.header["settings"])
             drags = protocol.check_drags(message.header["drags"])
             self.load()
-            result = generation.run_job(self.pipe, message.blobs[0], drags, settings,
-                                        on_progress=on_progress, cancel=cancel)
+            result = generation.run_job(
+                self.pipe, message.blobs[0], drags, settings, on_progress=on_progress, cancel=cancel,
+                on_variant=lambda index, seed, pngs: emit(protocol.VARIANT, {"index": index, "seed": seed}, pngs))
             info = {"model_s": result.model_s, "encode_s": result.encode_s, "model": self.info.get("model"),
                     "untrained": bool(self.info.get("untrained"))}
             emit(protocol.RESULT, {"settings": result.settings, "info": info}, result.frames_png)
             # the results folder's preview.gif: made beside the next job, off every job's latency
-            threading.Thread(target=self._make_preview, args=(job_id, result.frames_png, drags),
+            first = result.frames_png[:settings.frames_per_variant]  # the GIF shows the first variant
+            threading.Thread(target=self._make_preview, args=(job_id, first, drags if settings.segments == 1 else []),
                              name=f"preview-{job_id[:8]}", daemon=True).start()
         except generation.JobCancelledError:
             emit(protocol.CANCELLED, {})
