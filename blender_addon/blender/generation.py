@@ -35,9 +35,11 @@ def scene_drags(scene: bpy.types.Scene) -> list:
 
 def scene_settings(scene: bpy.types.Scene, prefs) -> job.GenerationSettings:
     props = scene.puppet_master
+    shape = {"variants": props.variants, "segments": props.segments}
     if props.use_scene_settings:
-        return job.GenerationSettings(steps=props.steps, guidance=props.guidance, seed=props.seed)
-    return job.GenerationSettings(steps=prefs.default_steps, guidance=prefs.default_guidance, seed=prefs.default_seed)
+        return job.GenerationSettings(steps=props.steps, guidance=props.guidance, seed=props.seed, **shape)
+    return job.GenerationSettings(steps=prefs.default_steps, guidance=prefs.default_guidance, seed=prefs.default_seed,
+                                  **shape)
 
 
 def _server_key(prefs) -> str | None:
@@ -228,13 +230,26 @@ def _frame_rgb(path: Path):
 def finish(scene: bpy.types.Scene, snapshot: job.JobSnapshot) -> bpy.types.Object:
     props = scene.puppet_master
     prefs = preferences.get()
-    folder = results.result_folder(prefs.output_folder, bpy.data.filepath, snapshot.job_id)
-    paths = results.write_frames(folder, snapshot.frames)
-    results.write_settings(folder, snapshot.job_id, props.job_endpoint, snapshot.settings, snapshot.drags,
-                           snapshot.info)
-    results.write_preview(folder, [_frame_rgb(p) for p in paths])
-    props.result_folder = str(folder)
-    return result_plane.build_plane(scene, paths, snapshot.job_id, replace=props.replace_result,
+    root = results.result_folder(prefs.output_folder, bpy.data.filepath, snapshot.job_id)
+    videos = snapshot.variants or [snapshot.frames]
+    seeds = snapshot.settings.get("seeds") or [snapshot.settings.get("seed")]
+    first: list[Path] = []
+    last_frames: list[Path] = []
+    for index, frames in enumerate(videos):  # several variants: one folder each, all kept beside the .blend
+        folder = root if len(videos) == 1 else root / results.VARIANT_FOLDER.format(index)
+        paths = results.write_frames(folder, frames)
+        settings = {**snapshot.settings, "seed": seeds[min(index, len(seeds) - 1)]}
+        if len(videos) > 1:
+            settings["variant"] = index
+        results.write_settings(folder, snapshot.job_id, props.job_endpoint, settings, snapshot.drags, snapshot.info)
+        results.write_preview(folder, [_frame_rgb(p) for p in paths])
+        first = first or paths
+        last_frames.append(paths[-1])
+    if len(videos) > 1:
+        result_plane.variant_thumbnails(snapshot.job_id, last_frames)
+    props.result_folder = str(root if len(videos) == 1 else root / results.VARIANT_FOLDER.format(0))
+    props.result_variants, props.result_variant = len(videos), 0
+    return result_plane.build_plane(scene, first, snapshot.job_id, replace=props.replace_result,
                                     camera=props.job_camera, start=result_start(scene), hold=props.result_hold)
 
 

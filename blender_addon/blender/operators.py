@@ -8,7 +8,7 @@ from ..core import backend_process, camera_frame, job, reference_image, results,
 from ..core._light import light_module
 from ..core.clip_timing import ClipTiming
 from ..core.drag_editing import new_drag_position
-from . import anchors, generation, preferences, reference, runtime, scene_drags
+from . import anchors, generation, preferences, reference, result_plane, runtime, scene_drags
 
 drags_mod = light_module("drags")
 
@@ -225,12 +225,42 @@ class PUPPET_OT_result_to_sequencer(bpy.types.Operator):
         editor = scene.sequence_editor_create()
         occupied = [(s.channel, int(s.frame_final_start), int(s.frame_final_end)) for s in editor.strips_all]
         channel = sequencer_layout.free_channel(occupied, start, clip.last + 1)
-        name = sequencer_layout.strip_name(scene.puppet_master.job_id or folder.name, seed)
+        props = scene.puppet_master
+        variant = props.result_variant if props.result_variants > 1 else None
+        name = sequencer_layout.strip_name(props.job_id or folder.name, seed, variant)
         order = clip.held_order()  # an image strip may name a file more than once: each held frame
         strip = editor.strips.new_image(name, str(frames[order[0]]), channel, start)
         for index in order[1:]:
             strip.elements.append(frames[index].name)
         self.report({"INFO"}, f"added {name} ({clip.length} scene frames) on channel {channel}")
+        return {"FINISHED"}
+
+
+class PUPPET_OT_choose_variant(bpy.types.Operator):
+    """Put this variant of the result on the camera's plane (the others stay on disk)"""
+
+    bl_idname = "puppet_master.choose_variant"
+    bl_label = "Choose Variant"
+    bl_options = {"REGISTER", "UNDO"}
+
+    index: IntProperty(name="Variant", default=0, min=0)
+
+    def execute(self, context):
+        from pathlib import Path
+
+        props = context.scene.puppet_master
+        plane = props.result_object
+        if props.result_variants < 2 or plane is None or self.index >= props.result_variants:
+            self.report({"ERROR"}, "the last result has no such variant (or its plane was deleted)")
+            return {"CANCELLED"}
+        folder = Path(bpy.path.abspath(props.result_folder)).parent / results.VARIANT_FOLDER.format(self.index)
+        frames = results.existing_frames(folder)
+        if not frames:
+            self.report({"ERROR"}, f"variant {self.index + 1} has no frames in {folder}")
+            return {"CANCELLED"}
+        result_plane.show_variant(plane, frames)
+        props.result_folder, props.result_variant = str(folder), self.index
+        self.report({"INFO"}, f"variant {self.index + 1} is on the plane")
         return {"FINISHED"}
 
 
@@ -338,6 +368,7 @@ classes = (
     PUPPET_OT_generate,
     PUPPET_OT_result_to_sequencer,
     PUPPET_OT_cancel,
+    PUPPET_OT_choose_variant,
     PUPPET_OT_fetch_result,
     PUPPET_OT_ping,
     PUPPET_OT_backend_start,

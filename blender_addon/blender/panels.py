@@ -5,7 +5,7 @@ from __future__ import annotations
 import bpy
 
 from ..core import job
-from . import runtime, scene_drags
+from . import result_plane, runtime, scene_drags
 
 
 class PUPPET_UL_drags(bpy.types.UIList):
@@ -81,6 +81,9 @@ class PUPPET_PT_main(bpy.types.Panel):
             row.prop(props, "steps")
             row.prop(props, "guidance")
             row.prop(props, "seed")
+        row = box.row(align=True)
+        row.prop(props, "variants")
+        row.prop(props, "segments")
         box.prop(props, "replace_result")
         row = box.row(align=True)
         row.prop(props, "result_start")
@@ -107,6 +110,14 @@ class PUPPET_PT_main(bpy.types.Panel):
                 row.operator("puppet_master.fetch_result", icon="IMPORT", text="Fetch")
         if props.result_folder:
             box.label(text=props.result_folder, icon="FILE_FOLDER")
+            if props.result_variants > 1:  # the variants' last frames: click one to put it on the plane
+                row = box.row(align=True)
+                for index in range(props.result_variants):
+                    image = bpy.data.images.get(result_plane.variant_thumbnail_name(props.job_id, index))
+                    icon = {"icon_value": image.preview_ensure().icon_id} if image is not None else {}
+                    op = row.operator("puppet_master.choose_variant", text=str(index + 1),
+                                      depress=index == props.result_variant, **icon)
+                    op.index = index
             box.operator("puppet_master.result_to_sequencer", icon="SEQUENCE")
 
         box = layout.box()

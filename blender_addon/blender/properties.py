@@ -112,6 +112,17 @@ class PUPPET_PG_scene(bpy.types.PropertyGroup):
         description="Replace the last result plane; off adds a new variant beside it",
     )  # fmt: skip
 
+    variants: IntProperty(
+        name="Variants", default=1, min=1, max=8,
+        description="Videos to choose from, one per seed (seed, seed + 1, ...)",
+    )
+    segments: IntProperty(
+        name="Segments", default=1, min=1, max=8,
+        description="A longer clip: 14-frame segments, each starting from the last frame of the one before "
+        "(segments x 13 + 1 frames; the model was trained on 14-frame clips)",
+    )
+    result_variants: IntProperty(name="Result Variants", default=0, min=0, options={"HIDDEN"})
+    result_variant: IntProperty(name="Chosen Variant", default=0, min=0, options={"HIDDEN"})
     result_start: IntProperty(
         name="Start Frame", default=-1, min=-1,
         description="Scene frame where the result starts playing; -1: the scene's start frame",

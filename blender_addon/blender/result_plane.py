@@ -93,6 +93,7 @@ def build_plane(
     plane[RESULT_PLANE_KEY] = job_id
     plane["puppet_master_order"] = order
     plane["puppet_master_depth_factor"] = depth_factor
+    plane["puppet_master_start"], plane["puppet_master_hold"] = clip.start, clip.hold
     fit_plane(scene, plane)
     plane.visible_shadow = False
     # the clip must fit in the scene; a longer scene keeps its range and loops over the clip
@@ -104,6 +105,40 @@ def build_plane(
     props.result_object = plane
     bpy.context.view_layer.update()  # matrix_world is valid right away (scripts, tests, exporters)
     return plane
+
+
+def show_variant(plane: bpy.types.Object, frame_paths: list[Path]) -> None:
+    """Play another variant's frames on ``plane``: only the texture's image changes (its timing,
+    place and material stay)."""
+    clip = ClipTiming(int(plane.get("puppet_master_start", 1)), int(plane.get("puppet_master_hold", 1)),
+                      len(frame_paths))
+    node = next(n for n in plane.active_material.node_tree.nodes if n.type == "TEX_IMAGE")
+    old = node.image
+    image = bpy.data.images.load(str(held_frames(frame_paths, clip)[0]), check_existing=False)
+    image.name, image.source = old.name if old else f"{PLANE_PREFIX} variant", "SEQUENCE"
+    image.colorspace_settings.name = "sRGB"
+    node.image = image
+    node.image_user.frame_duration = clip.length
+    if old is not None and old.users == 0:
+        bpy.data.images.remove(old)
+
+
+def variant_thumbnail_name(job_id: str, index: int) -> str:
+    return f"PM Variant {job_id[:8]} {index + 1}"
+
+
+def variant_thumbnails(job_id: str, last_frames: list[Path]) -> list[bpy.types.Image]:
+    """An image per variant (its last frame: where the motion ends, the first frames are all the
+    reference) for the panel's strip to choose from."""
+    images = []
+    for index, path in enumerate(last_frames):
+        old = bpy.data.images.get(variant_thumbnail_name(job_id, index))
+        if old is not None:
+            bpy.data.images.remove(old)
+        image = bpy.data.images.load(str(path), check_existing=False)
+        image.name = variant_thumbnail_name(job_id, index)
+        images.append(image)
+    return images
 
 
 def fit_signature(scene: bpy.types.Scene, camera: bpy.types.Object) -> tuple:

@@ -35,12 +35,16 @@ class GenerationSettings:
     guidance: float = 0.0
     seed: int | None = None
     preview_every: int = 5
+    #: videos to choose from (one per seed), and 14-frame segments chained into a longer clip
+    variants: int = 1
+    segments: int = 1
 
     def to_job_settings(self) -> Any:
         own = self.guidance > 0
         return protocol.JobSettings(
             num_inference_steps=self.steps, min_guidance_scale=1.0 if own else None,
             max_guidance_scale=self.guidance if own else None, seed=self.seed, preview_every=self.preview_every,
+            variants=self.variants, segments=self.segments,
         )  # fmt: skip
 
 
@@ -56,6 +60,10 @@ class JobSnapshot:
     status: str = ""
     error: str = ""
     frames: list[bytes] = field(default_factory=list)
+    #: the frames of each variant (one list for a one-variant job), once the result is in
+    variants: list[list[bytes]] = field(default_factory=list)
+    #: variants of a several-variant job that finished so far (before the result)
+    variants_ready: int = 0
     settings: dict[str, Any] = field(default_factory=dict)
     drags: list[Any] = field(default_factory=list)  # the drags the job ran with (the server's echo)
     info: dict[str, Any] = field(default_factory=dict)  # model, device, timings of the run
@@ -174,9 +182,12 @@ class JobController:
                 preview_png=event.preview_png or self.snapshot.preview_png,
             )  # fmt: skip
         elif isinstance(event, c.Result) and event.job_id == self.snapshot.job_id:
-            self._set(state=DONE, progress=1.0, frames=list(event.frames), settings=dict(event.settings),
+            self._set(state=DONE, progress=1.0, frames=list(event.frames), variants=event.variants(),
+                      settings=dict(event.settings),
                       drags=list(event.drags), info=dict(event.info),
                       status=f"Done: {len(event.frames)} frames")  # fmt: skip
+        elif isinstance(event, c.VariantReady) and event.job_id == self.snapshot.job_id:
+            self._set(variants_ready=event.index + 1, status=f"Variant {event.index + 1} ready (seed {event.seed})")
         elif isinstance(event, c.JobError) and event.job_id == self.snapshot.job_id:
             self._set(state=ERROR, error=f"Generation failed ({event.code}): {event.message}", status="")
         elif isinstance(event, c.Cancelled) and event.job_id == self.snapshot.job_id:

@@ -39,6 +39,10 @@ def result_folder(output_folder: str, blend_path: str, job_id: str) -> Path:
     return root / job_id
 
 
+#: a several-variant result keeps each variant in its own folder under the job's
+VARIANT_FOLDER = "variant_{:02d}"
+
+
 def write_frames(folder: Path, frames: Sequence[bytes]) -> list[Path]:
     """Write PNG frames as ``frame_0000.png`` ... (each via a temp file, so a crash leaves no half file)."""
     if not frames:

@@ -165,3 +165,50 @@ def test_a_result_goes_into_the_sequencer_on_a_free_channel(addon_zip, tiny_serv
     (first, later) = out["strips"]
     assert first[0] == f"PM {out['job'][:8]} seed 7" and first[1:] == [2, 1, 14, "IMAGE"]
     assert later[1:] == [1, 100, 14, "IMAGE"]  # no strip over frames 100-113: channel 1 is free there
+
+
+def test_three_variants_of_two_segments_to_choose_from_on_the_plane_and_in_the_sequencer(
+        addon_zip, tiny_server, tmp_path):
+    out = run_blender(
+        f"""
+        scene, cam, cube = setup_shot("{tiny_server}", steps=1)
+        props = scene.puppet_master
+        props.variants, props.segments = 3, 2
+        assert bpy.ops.puppet_master.generate(wait=True) == {{"FINISHED"}}
+        plane = props.result_object
+        node = next(n for n in plane.active_material.node_tree.nodes if n.type == "TEX_IMAGE")
+        def state():
+            return dict(image=bpy.path.abspath(node.image.filepath), duration=node.image_user.frame_duration,
+                        matrix=[list(r) for r in plane.matrix_world], objects=sorted(o.name for o in scene.objects),
+                        materials=len(bpy.data.materials), folder=props.result_folder, variant=props.result_variant)
+        before = state()
+        assert bpy.ops.puppet_master.choose_variant(index=2) == {{"FINISHED"}}
+        after = state()
+        assert bpy.ops.puppet_master.result_to_sequencer() == {{"FINISHED"}}
+        strip = next(s for s in scene.sequence_editor.strips_all if s.name.startswith("PM "))
+        thumbs = sorted(i.name for i in bpy.data.images if i.name.startswith("PM Variant"))
+        emit(state=props.job_state, variants=props.result_variants, before=before, after=after, thumbs=thumbs,
+             strip=[strip.name, int(strip.frame_final_duration)], job=props.job_id)
+        """,
+        addon_zip, tmp_path, setup=PUMP, timeout=400,
+    )
+    import json
+    from pathlib import Path
+
+    assert out["state"] == "DONE" and out["variants"] == 3
+    root = Path(out["before"]["folder"]).parent
+    seeds = []
+    for index in range(3):
+        folder = root / f"variant_{index:02d}"
+        assert len(list(folder.glob("frame_*.png"))) == 27
+        seeds.append(json.loads((folder / "settings.json").read_text())["settings"]["seed"])
+    assert seeds == [7, 8, 9]
+    before, after = out["before"], out["after"]
+    assert Path(before["image"]).parent.name == "variant_00" and Path(after["image"]).parent.name == "variant_02"
+    assert after["variant"] == 2 and after["folder"].endswith("variant_02")
+    # choosing changed the plane's image sequence and nothing else
+    assert {k: v for k, v in before.items() if k not in ("image", "folder", "variant")} == {
+        k: v for k, v in after.items() if k not in ("image", "folder", "variant")}
+    assert before["duration"] == 27
+    assert len(out["thumbs"]) == 3
+    assert out["strip"] == [f"PM {out['job'][:8]} v2 seed 9", 27]
