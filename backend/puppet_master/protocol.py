@@ -360,7 +360,7 @@ class JobSettings:
         unknown = sorted(set(data) - set(cls.__dataclass_fields__))
         if unknown:
             raise ProtocolError(BAD_SETTINGS, f"unknown setting(s) {', '.join(map(_short, unknown))}")
-        values = cls().to_json()
+        values = asdict(cls())
         values.update(data)
         steps = _int_in(values["num_inference_steps"], "num_inference_steps", MIN_STEPS, MAX_STEPS)
         low, high = (None if values[name] is None else _float_in(values[name], name, 0.0, MAX_GUIDANCE)

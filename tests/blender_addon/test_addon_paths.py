@@ -171,7 +171,7 @@ def test_three_variants_of_two_segments_to_choose_from_on_the_plane_and_in_the_s
         addon_zip, tiny_server, tmp_path):
     out = run_blender(
         f"""
-        scene, cam, cube = setup_shot("{tiny_server}", steps=1)
+        scene, cam, cube = setup_shot("{tiny_server}", steps=5)  # a preview every 5 of the 30 steps
         props = scene.puppet_master
         props.variants, props.segments = 3, 2
         assert bpy.ops.puppet_master.generate(wait=True) == {{"FINISHED"}}
@@ -188,7 +188,8 @@ def test_three_variants_of_two_segments_to_choose_from_on_the_plane_and_in_the_s
         strip = next(s for s in scene.sequence_editor.strips_all if s.name.startswith("PM "))
         thumbs = sorted(i.name for i in bpy.data.images if i.name.startswith("PM Variant"))
         emit(state=props.job_state, variants=props.result_variants, before=before, after=after, thumbs=thumbs,
-             strip=[strip.name, int(strip.frame_final_duration)], job=props.job_id)
+             strip=[strip.name, int(strip.frame_final_duration)], job=props.job_id,
+             preview=props.preview_image.name if props.preview_image else None)
         """,
         addon_zip, tmp_path, setup=PUMP, timeout=400,
     )
@@ -196,6 +197,7 @@ def test_three_variants_of_two_segments_to_choose_from_on_the_plane_and_in_the_s
     from pathlib import Path
 
     assert out["state"] == "DONE" and out["variants"] == 3
+    assert out["preview"] and out["preview"].startswith("PM Preview")  # the job showed itself forming
     root = Path(out["before"]["folder"]).parent
     seeds = []
     for index in range(3):

@@ -31,6 +31,8 @@ def test_three_variants_of_two_segments_are_streamed_then_ended_once(server, tmp
     assert [v.frames for v in streamed] == videos  # the result holds what was streamed
     assert videos[0] != videos[1]
     assert final.settings["seeds"] == [4, 5, 6] and final.settings["frames_per_variant"] == 27
+    inputs = final.settings["segment_inputs"]  # per variant, per segment: what conditioned it
+    assert [[s["reference"] for s in v] for v in inputs] == [["input image", "frame 13"]] * 3
     steps = [e.step for e in events if isinstance(e, pm.Progress)]
     assert steps[-1] == 6 and [e.total for e in events if isinstance(e, pm.Progress)][-1] == 6  # 3 x 2 x 1
     assert [e for e in events if isinstance(e, pm.Result)] == []  # exactly one ending
@@ -51,6 +53,20 @@ def test_three_variants_of_two_segments_are_streamed_then_ended_once(server, tmp
         folder = out / f"variant_{index:02d}"
         assert len(list(folder.glob("frame_*.png"))) == 27
         assert json.loads((folder / "settings.json").read_text())["seed"] == 8 + index
+
+
+def test_a_cancel_in_the_second_segment_ends_the_job_once(server):
+    settings = JobSettings(num_inference_steps=3, min_guidance_scale=1.0, max_guidance_scale=1.0, seed=1,
+                           preview_every=0, segments=2)
+    with server.client() as c:
+        c.submit(png_bytes(), DRAGS, settings)
+        progress = c.wait_for(lambda e: (isinstance(e, pm.Progress) and e.step > 3) or isinstance(e, pm.JobError),
+                              JOB_TIMEOUT_S)
+        assert isinstance(progress, pm.Progress) and progress.total == 6, progress  # in the second segment
+        c.cancel(progress.job_id)
+        final = c.wait_for(lambda e: isinstance(e, pm.Result | pm.JobError | pm.Cancelled), JOB_TIMEOUT_S)
+        assert isinstance(final, pm.Cancelled), final
+        assert not [e for e in c.poll(1000) if isinstance(e, pm.Result | pm.JobError | pm.Cancelled)]
 
 
 def test_too_many_frames_are_refused_before_anything_runs():

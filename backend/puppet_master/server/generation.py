@@ -141,14 +141,17 @@ def run_job(
     call = {"num_inference_steps": per_call, "min_guidance_scale": settings.min_guidance_scale,
             "max_guidance_scale": settings.max_guidance_scale, "callback_on_step_end": callback}
     frames: list[bytes] = []
+    segment_inputs: list[list[dict[str, Any]]] = []  # per variant, per segment: its reference and drags
     encode_s = 0.0
     for index, variant_seed in enumerate(seeds):
         if cancel.is_set():
             raise JobCancelledError()
         try:
             if settings.segments > 1:
-                video = generate_segments(pipe, image, drag_list, settings.segments, seed=variant_seed,
-                                          on_segment=finished_call, **call).frames
+                clip = generate_segments(pipe, image, drag_list, settings.segments, seed=variant_seed,
+                                         on_segment=finished_call, **call)
+                video = clip.frames
+                segment_inputs.append(clip.segments)
             else:
                 video = pipe(image, drag_list, generator=torch.Generator().manual_seed(variant_seed),
                              output_type="pil", **call).frames[0]
@@ -166,5 +169,6 @@ def run_job(
     low, high = pipe.resolve_guidance(settings.min_guidance_scale, settings.max_guidance_scale)
     used = {**settings.to_json(), "seed": seed, "min_guidance_scale": low, "max_guidance_scale": high,
             "variants": settings.variants, "segments": settings.segments, "seeds": seeds,
-            "frames_per_variant": settings.frames_per_variant}
+            "frames_per_variant": settings.frames_per_variant,
+            **({"segment_inputs": segment_inputs} if segment_inputs else {})}
     return GenerationResult(frames, used, time.monotonic() - started - encode_s, encode_s)
