@@ -172,11 +172,11 @@ class GenerationClient:
         ``{"start": [x, y], "end": [x, y]}`` dicts, in fractions of the frame (x right, y down).
         Raises :class:`ProtocolError` (a ValueError) at once for input the server would refuse.
         """
-        wire_drags = protocol.drags_to_json(drags)
         if isinstance(settings, dict):
             settings = JobSettings.from_json(settings)
         settings = settings or JobSettings()
         JobSettings.from_json(settings.to_json())  # range checks
+        wire_drags = protocol.drags_to_json(drags, frames=settings.frames_per_variant)
         image_png = bytes(image_png)
         protocol.png_size(image_png)
         return self._request(

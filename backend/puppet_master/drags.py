@@ -133,18 +133,21 @@ def load_drags_file(path: str | os.PathLike) -> list[Drag]:
 
 
 def validate_drags(
-    drags: Sequence[Drag], *, max_drags: int = MAX_DRAGS, low: float = 0.0, high: float = 1.0
+    drags: Sequence[Drag], *, max_drags: int = MAX_DRAGS, low: float = 0.0, high: float = 1.0,
+    path_points: Sequence[int] = (NUM_FRAMES,),
 ) -> None:
     """Check user drags: at most ``max_drags``, finite, every point (of the path too) inside
-    ``[low, high]``, a path of :data:`NUM_FRAMES` points from the start to the end, and each drag
-    with some motion (one that never leaves its start would be read as "no drag")."""
+    ``[low, high]``, a path of :data:`NUM_FRAMES` points (or another count of ``path_points``: a
+    longer clip's) from the start to the end, and each drag with some motion (one that never
+    leaves its start would be read as "no drag")."""
     if len(drags) > max_drags:
         raise DragError(f"{len(drags)} drags given but the model takes at most {max_drags}")
     for index, drag in enumerate(drags):
         path = drag.path or ()
         if drag.path is not None:
-            if len(path) != NUM_FRAMES:
-                raise DragError(f"drag {index + 1}: its path has {len(path)} points, one per frame means {NUM_FRAMES}")
+            if len(path) not in path_points:
+                counts = " or ".join(str(n) for n in sorted(set(path_points)))
+                raise DragError(f"drag {index + 1}: its path has {len(path)} points, one per frame means {counts}")
             if tuple(path[0]) != tuple(drag.start) or tuple(path[-1]) != tuple(drag.end):
                 raise DragError(f"drag {index + 1}: its path must begin at its start and finish at its end")
         named = [("start", drag.start), ("end", drag.end)] + [(f"path point {i}", p) for i, p in enumerate(path)]
@@ -195,8 +198,9 @@ def trajectories_to_array(
 def drags_to_array(
     drags: Sequence[Drag], *, num_frames: int = NUM_FRAMES, max_drags: int = MAX_DRAGS
 ) -> np.ndarray:
-    """Validate drags and turn their trajectories into the ``(N, K, 4)`` float32 drag array."""
-    validate_drags(drags, max_drags=max_drags)
+    """Validate drags and turn their trajectories into the ``(N, K, 4)`` float32 drag array (a path
+    of 14 points is resampled in time to ``num_frames``)."""
+    validate_drags(drags, max_drags=max_drags, path_points=(NUM_FRAMES, num_frames))
     return trajectories_to_array((d.trajectory(num_frames) for d in drags), num_frames=num_frames,
                                  max_drags=max_drags)
 

@@ -393,7 +393,7 @@ def _float_in(value: Any, name: str, low: float, high: float) -> float:
 
 
 # --- drags and images ------------------------------------------------------------------------
-def drags_to_json(items: Sequence[Any]) -> list[dict[str, Any]]:
+def drags_to_json(items: Sequence[Any], frames: int = drags.NUM_FRAMES) -> list[dict[str, Any]]:
     """Wire form of drags given as ``drags.Drag`` objects (with or without a path), dicts
     (``{"start": [x, y], "end": [x, y]}``, ``{"path": [[x, y], ...]}``) or pairs
     ``((x0, y0), (x1, y1))``; checked by :func:`check_drags`."""
@@ -410,7 +410,7 @@ def drags_to_json(items: Sequence[Any]) -> list[dict[str, Any]]:
             out.append({"start": [start[0], start[1]], "end": [end[0], end[1]]})
         except (TypeError, ValueError, IndexError, KeyError):
             raise ProtocolError(BAD_DRAGS, f"a drag needs start [x, y] and end [x, y], got {_short(drag)}") from None
-    return check_drags(out)
+    return check_drags(out, frames=frames)
 
 
 def _point(index: int, name: str, point: Any) -> list[float]:
@@ -421,7 +421,7 @@ def _point(index: int, name: str, point: Any) -> list[float]:
     return [float(c) for c in point]
 
 
-def check_drags(value: Any, version: int = PROTOCOL_VERSION) -> list[dict[str, Any]]:
+def check_drags(value: Any, version: int = PROTOCOL_VERSION, frames: int = drags.NUM_FRAMES) -> list[dict[str, Any]]:
     """Check wire drags: a list of ``{"start": [x, y], "end": [x, y]}``, and from version 2 also
     ``{"path": [[x, y], ...]}`` (one point per frame; with start and end too, they must be its ends),
     with numbers (JSON's ``true`` is not one). Returned with start and end always, and the path
@@ -438,7 +438,7 @@ def check_drags(value: Any, version: int = PROTOCOL_VERSION) -> list[dict[str, A
                                 + ("" if version >= 2 else " (paths need protocol version 2)"))
         wire = {name: _point(index, name, drag[name]) for name in ("start", "end") if name in drag}
         if "path" in drag:
-            if not isinstance(drag["path"], list) or len(drag["path"]) > 4 * drags.NUM_FRAMES:
+            if not isinstance(drag["path"], list) or len(drag["path"]) > max(frames, 4 * drags.NUM_FRAMES):
                 raise ProtocolError(BAD_DRAGS, f"drag {index + 1}: path must be a list of {drags.NUM_FRAMES} [x, y]")
             wire["path"] = [_point(index, f"path point {i}", p) for i, p in enumerate(drag["path"])]
         try:
@@ -447,7 +447,7 @@ def check_drags(value: Any, version: int = PROTOCOL_VERSION) -> list[dict[str, A
             raise ProtocolError(BAD_DRAGS, f"drag {index + 1}: {exc}") from None
         out.append(parsed[-1].to_json())
     try:
-        drags.validate_drags(parsed, max_drags=MAX_DRAGS)
+        drags.validate_drags(parsed, max_drags=MAX_DRAGS, path_points=(drags.NUM_FRAMES, frames))
     except drags.DragError as exc:
         raise ProtocolError(BAD_DRAGS, str(exc)) from None
     return out
@@ -490,7 +490,7 @@ class SubmitRequest:
 
 def check_submit(message: Message) -> SubmitRequest:
     """Check a decoded SUBMIT's drags, settings and image header (the server decodes the image)."""
-    drags = check_drags(message.header["drags"], message.version)
     settings = JobSettings.from_json(message.header.get("settings"))
+    drags = check_drags(message.header["drags"], message.version, settings.frames_per_variant)
     size = png_size(message.blobs[0])
     return SubmitRequest(message.header["req"], drags, settings, message.blobs[0], size)

@@ -76,3 +76,25 @@ def test_generate_segments_writes_the_long_clip_and_what_each_segment_used(tmp_p
     assert [s["reference"] for s in settings["segment_inputs"]] == ["input image", "frame 13"]
     assert settings["segment_inputs"][1]["drags"][0]["start"] == pytest.approx(
         settings["segment_inputs"][0]["drags"][0]["end"])
+
+
+def test_a_trajectory_of_the_whole_clip_is_taken_as_given(tmp_path, object_image):
+    from puppet_master import protocol
+
+    image = tmp_path / "object.png"
+    object_image.save(image)
+    points = [[0.4 + 0.2 * np.sin(np.pi * t), 0.5] for t in np.linspace(0, 1, 27)]  # out and back
+    drags_file = tmp_path / "drags.json"
+    drags_file.write_text(json.dumps([{"path": points}]))
+    base = ["generate", "--tiny", "--image", str(image), "--drags-file", str(drags_file), "--steps", "1",
+            "--device", "cpu", "--seed", "1"]
+    assert main([*base, "--out", str(tmp_path / "one")]) == 1  # 27 points are not one 14-frame clip
+    assert main([*base, "--segments", "2", "--out", str(tmp_path / "two")]) == 0
+    inputs = json.loads((tmp_path / "two" / "settings.json").read_text())["segment_inputs"]
+    assert inputs[0]["drags"][0]["path"][-1] == pytest.approx(points[13])  # padded to a square: x and y = 0.5 keep their values
+    assert inputs[1]["drags"][0]["path"][-1] == pytest.approx(points[26])
+    # the protocol takes such a path only for a job of that many frames
+    two = protocol.JobSettings(segments=2)
+    assert len(protocol.drags_to_json([{"path": points}], frames=two.frames_per_variant)[0]["path"]) == 27
+    with pytest.raises(protocol.ProtocolError, match="27 points"):
+        protocol.drags_to_json([{"path": points}])

@@ -12,6 +12,7 @@ from puppet_master import __version__
 from puppet_master.cli import CLIError
 from puppet_master.cli._model_options import add_model_arguments, model_source, pipeline_from_args
 from puppet_master.drags import (
+    NUM_FRAMES,
     Drag,
     DragError,
     drags_to_array,
@@ -21,7 +22,8 @@ from puppet_master.drags import (
     validate_drags,
 )
 from puppet_master.image_prep import CROP_MODES, ImageError, crop_window, load_image
-from puppet_master.segments import generate_segments, segment_drags
+from puppet_master.protocol import MAX_SEGMENTS
+from puppet_master.segments import generate_segments, segment_drags, segment_frames
 from puppet_master.variants import VARIANT_FOLDER, generate_variants, variant_seeds
 
 logger = logging.getLogger(__name__)
@@ -34,13 +36,14 @@ def _check_out_dir(out: Path, overwrite: bool) -> None:
         raise CLIError(f"--out {out} is not empty; choose a new folder or pass --overwrite")
 
 
-def read_drags(texts: list[str], width: int, height: int, pixels: bool, files: list[str] = ()) -> list[Drag]:
+def read_drags(texts: list[str], width: int, height: int, pixels: bool, files: list[str] = (),
+               frames: int = NUM_FRAMES) -> list[Drag]:
     """Parse ``--drag`` values and ``--drags-file`` files (fractions, or pixels of a ``width x
-    height`` image) and validate them."""
+    height`` image) and validate them; a path has 14 points, or ``frames`` (a longer clip's)."""
     drags = [parse_drag(text) for text in texts] + [d for f in files for d in load_drags_file(f)]
     if pixels:
         drags = [pixels_to_normalized(d, width, height) for d in drags]
-    validate_drags(drags)
+    validate_drags(drags, path_points=(NUM_FRAMES, frames))
     return drags
 
 
@@ -61,8 +64,9 @@ def run(args: argparse.Namespace) -> int:
                        "seed and segment)")
     try:
         image = load_image(args.image)
-        drags = read_drags(args.drag, image.width, image.height, args.pixels, args.drags_file)
-        crop_window(image, args.crop).map_drag_array(drags_to_array(drags))
+        frames = segment_frames(args.segments) if 1 <= args.segments <= MAX_SEGMENTS else NUM_FRAMES
+        drags = read_drags(args.drag, image.width, image.height, args.pixels, args.drags_file, frames)
+        crop_window(image, args.crop).map_drag_array(drags_to_array(drags, num_frames=frames))
     except (ImageError, DragError) as exc:
         raise CLIError(str(exc)) from exc
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)

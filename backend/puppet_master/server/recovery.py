@@ -30,7 +30,7 @@ def recover_jobs(store: ResultStore) -> list[Job]:
         job_id = record["job"]
         try:
             settings = protocol.JobSettings.from_json(record.get("settings"))
-            drags = protocol.check_drags(record.get("drags"))
+            drags = protocol.check_drags(record.get("drags"), frames=settings.frames_per_variant)
             if not store.job_dir(job_id).joinpath(INPUT_NAME).is_file():
                 raise ProtocolError(protocol.INTERNAL, "its input image is missing")
         except ProtocolError as exc:

@@ -211,7 +211,7 @@ class WorkerLoop:
 
         try:
             settings = JobSettings.from_json(message.header["settings"])
-            drags = protocol.check_drags(message.header["drags"])
+            drags = protocol.check_drags(message.header["drags"], frames=settings.frames_per_variant)
             self.load()
             result = generation.run_job(
                 self.pipe, message.blobs[0], drags, settings, on_progress=on_progress, cancel=cancel,
