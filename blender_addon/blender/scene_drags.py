@@ -105,11 +105,17 @@ def drag_trajectory(scene: bpy.types.Scene, index: int, number: int | None = Non
 
 def scene_drag_list(scene: bpy.types.Scene) -> list:
     """The active camera's drags as ``drags.Drag`` (with a path where curved or timed); ValueError
-    names a drag that cannot be used."""
+    names a drag that cannot be used. With several segments, a drag from an object follows its
+    animation over all of them (segments x 13 + 1 samples of its frame range); other drags are
+    stretched over the clip by the backend."""
     out = []
+    segments = scene.puppet_master.segments
     for number, index in enumerate(shot_indices(scene), start=1):
         item = scene.puppet_master.drags[index]
         path = drag_trajectory(scene, index, number)
+        if item.source and segments > 1:
+            long = scene_sources.source_trajectory(scene, item, segments * (drag_paths.NUM_FRAMES - 1) + 1)
+            path = [(min(1.0, max(0.0, x)), min(1.0, max(0.0, y))) for x, y in long]
         out.append(drags_mod.Drag(tuple(item.start), tuple(item.end)) if path is None
                    else drags_mod.Drag.from_path(path))
     return out

@@ -68,9 +68,10 @@ def project_to_square(scene: bpy.types.Scene, points: list) -> list[Point]:
     return out
 
 
-def source_trajectory(scene: bpy.types.Scene, item) -> list[Point]:
-    """The 14 square positions of a drag's source over its frame range."""
-    times = drag_paths.sample_times(item.source_start, item.source_frames)
+def source_trajectory(scene: bpy.types.Scene, item, samples: int = drag_paths.NUM_FRAMES) -> list[Point]:
+    """The square positions of a drag's source over its frame range: 14, or ``samples`` (a longer
+    clip's segments x 13 + 1)."""
+    times = drag_paths.sample_times(item.source_start, item.source_frames, samples)
     return project_to_square(scene, world_positions(scene, item.source, times))
 
 

@@ -92,3 +92,31 @@ def test_a_keyframed_empty_and_a_pose_bone_become_drags_that_follow_their_animat
     assert out["drags"] == 2 and out["frame"] == 1 and out["source"] == "Handle"
     assert "no object 'Nope'" in out["errors"][0] and "no pose bone 'Nope'" in out["errors"][1]
     assert "ARMATURE:BONE" in out["errors"][2]
+
+
+def test_with_two_segments_a_drag_from_an_object_follows_its_animation_over_27_samples(addon_zip, tmp_path):
+    out = run_blender(
+        """
+        scene, cam, cube = make_scene(resolution=(64, 64))
+        scene.frame_set(1)
+        empty = bpy.data.objects.new("Handle", None)
+        scene.collection.objects.link(empty)
+        for frame, location in ((1, (0.0, -0.5, 0.0)), (14, (0.3, -0.5, 0.3)), (27, (0.0, -0.5, 0.35))):
+            empty.location = location
+            empty.keyframe_insert("location", frame=frame)
+        props = scene.puppet_master
+        props.reference_size = 64
+        bpy.ops.puppet_master.render_reference()
+        assert bpy.ops.puppet_master.drag_from_object(target="Handle", frame_start=1, frame_count=27) == {"FINISHED"}
+        scene_drags = ext("blender.scene_drags")
+        one = [list(p) for p in scene_drags.scene_drag_list(scene)[0].path]
+        props.segments = 2
+        two = [list(p) for p in scene_drags.scene_drag_list(scene)[0].path]
+        want = expected(scene, lambda: empty.matrix_world.translation.copy(), range(1, 28))
+        emit(one=len(one), two=two, want=want)
+        """,
+        addon_zip, tmp_path, setup=EXPECTED,
+    )
+    assert out["one"] == 14 and len(out["two"]) == 27
+    for got, want in zip(out["two"], out["want"], strict=True):  # one sample per scene frame: no resampling
+        assert got == pytest.approx(want, abs=1e-4)
