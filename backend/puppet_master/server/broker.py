@@ -9,7 +9,6 @@ with ``worker_lost``. It never imports torch: a model crash cannot take it down.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import socket as socket_module
 import time
@@ -20,7 +19,7 @@ import zmq
 
 from puppet_master import __version__, protocol
 from puppet_master.protocol import Message, ProtocolError
-from puppet_master.server.admission import worker_refusal
+from puppet_master.server.admission import WorkerGate
 from puppet_master.server.inbound import (
     best_effort_req,
     best_effort_type,
@@ -63,9 +62,8 @@ class Broker:
         allow_unload: bool = False,
     ) -> None:
         self.store = store
-        self.worker_secret = worker_secret
+        self.gate = WorkerGate(worker_secret)
         self.allow_unload = allow_unload
-        self._refused_workers = 0
         self._requests = 0  # client messages handled since the start (`server.requests`)
         self.queue = JobQueue(max_queue)
         self.running: dict[str, Job] = {}
@@ -217,10 +215,8 @@ class Broker:
         job = self.queue.get(job_id) or self.running.get(job_id)
         record = None if job is not None else self.store.load(job_id)
         if job is None and record is None:
-            damaged = next((d for d in self.store.damaged if d["job"] == job_id), None)
-            why = (f"its record was damaged ({damaged['reason']}) and the server moved it aside to "
-                   f"{damaged['moved_to']}" if damaged else "never submitted, or pruned")
-            self.clients.fail(identity, req, protocol.UNKNOWN_JOB, f"no job {job_id} ({why})", job_id)
+            self.clients.fail(identity, req, protocol.UNKNOWN_JOB, f"no job {job_id} ({self.store.why_unknown(job_id)})",
+                              job_id)
             return None, None
         mine = job.owned_by(identity, token) if job is not None else owns(
             identity, token, record.get("client"), record.get("token_sha256"))
@@ -268,7 +264,8 @@ class Broker:
                 self.clients.fail(identity, req, protocol.UNKNOWN_JOB, f"job {job_id}: result files are missing ({exc})",
                                   job_id)
                 return
-            self.clients.send(identity, protocol.RESULT, self._result_fields(record, req), frames, result_of=job_id)
+            self.clients.send(identity, protocol.RESULT, {"req": req, **self.store.result_fields(record)}, frames,
+                              result_of=job_id)
         elif state == protocol.FAILED_STATE:
             self.clients.send(identity, protocol.ERROR, {
                 "req": req, "job": job_id, "code": record.get("code") or protocol.INTERNAL,
@@ -377,10 +374,9 @@ class Broker:
     def _on_ready(self, identity: bytes, worker: Worker | None, message: Message) -> None:
         """A worker joins, if it shows the worker secret and its id is not another live worker's."""
         info = dict(message.header["worker"])
-        reason = worker_refusal(info, message.get("secret"), self.worker_secret,
-                                [w.info for w in self.workers.values() if w is not worker])
+        reason = self.gate.refusal(info, message.get("secret"), [w.info for w in self.workers.values() if w is not worker])
         if reason:
-            self._refuse_worker(identity, reason)
+            self.gate.refuse(self.backend, identity, reason)
             return
         for known in list(self.workers.values()):
             if worker is known:
@@ -392,15 +388,6 @@ class Broker:
         if self.supervisor is not None and info.get("host") == socket_module.gethostname():
             self.supervisor.mark_ready(info.get("pid"))
         self._dispatch()
-
-    def _refuse_worker(self, identity: bytes, reason: str) -> None:
-        """Tell a would-be worker why it gets no jobs (it exits); logged sparingly, it may be a flood."""
-        self._refused_workers += 1
-        if self._refused_workers in (1, 10, 100) or self._refused_workers % 1000 == 0:
-            log.warning("refused a worker (%d so far): %s", self._refused_workers, reason)
-        with contextlib.suppress(zmq.ZMQError):
-            self.backend.send_multipart([identity, *protocol.encode(protocol.SHUTDOWN, {"reason": reason})],
-                                        zmq.NOBLOCK)
 
     def _on_result(self, worker: Worker, job: Job, message: Message) -> None:
         self._worker_idle(worker)
@@ -434,12 +421,6 @@ class Broker:
             self.clients.send(watcher, protocol.RESULT, {**fields, "req": job.cancel_reqs.get(watcher)}, frames,
                               result_of=job.id)
         log.info("job %s done by %s", job.id, worker.info.get("id"))
-
-    def _result_fields(self, record: dict[str, Any], req: str | None) -> dict[str, Any]:
-        settings = self.store.result_settings(record["job"])
-        drags = settings.pop("drags", record.get("drags") or [])
-        settings.pop("job", None)
-        return {"req": req, "job": record["job"], "settings": settings, "drags": drags, "info": record.get("info") or {}}
 
     def _worker_idle(self, worker: Worker) -> None:
         worker.job = None

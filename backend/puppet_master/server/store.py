@@ -151,6 +151,20 @@ class ResultStore:
         except (OSError, ValueError):
             return {}
 
+    def result_fields(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A finished job's RESULT fields (job, settings, drags, info), from its record and settings.json."""
+        settings = self.result_settings(record["job"])
+        drags = settings.pop("drags", record.get("drags") or [])
+        settings.pop("job", None)
+        return {"job": record["job"], "settings": settings, "drags": drags, "info": record.get("info") or {}}
+
+    def why_unknown(self, job_id: str) -> str:
+        """Why ``job_id`` has no record: moved aside as damaged (where to), or never here or pruned."""
+        damaged = next((d for d in self.damaged if d["job"] == job_id), None)
+        if damaged:
+            return f"its record was damaged ({damaged['reason']}) and the server moved it aside to {damaged['moved_to']}"
+        return "never submitted, or pruned"
+
     def unfinished(self) -> list[dict[str, Any]]:
         """Records of jobs that were queued or running when the server stopped, in seq order."""
         records = [self.load(job_id) for job_id, s in self._index.items() if s.get("state") not in protocol.FINAL_STATES]
