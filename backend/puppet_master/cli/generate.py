@@ -23,8 +23,8 @@ from puppet_master.drags import (
 )
 from puppet_master.image_prep import CROP_MODES, ImageError, crop_window, load_image
 from puppet_master.protocol import MAX_SEGMENTS
-from puppet_master.segments import generate_segments, segment_drags, segment_frames
-from puppet_master.variants import VARIANT_FOLDER, generate_variants, variant_seeds
+from puppet_master.segments import segment_drags, segment_frames
+from puppet_master.variants import VARIANT_FOLDER, Video, generate_videos, variant_seeds
 
 logger = logging.getLogger(__name__)
 
@@ -81,19 +81,14 @@ def run(args: argparse.Namespace) -> int:
     call = {"num_inference_steps": args.steps, "min_guidance_scale": args.min_guidance,
             "max_guidance_scale": args.guidance, "decode_chunk_size": args.decode_chunk_size, "crop": args.crop}
     start = time.monotonic()
-    extras: list[dict] = [{} for _ in seeds]
     try:
-        if args.segments > 1:
-            clips = [generate_segments(pipe, image, drags, args.segments, seed=s, **call) for s in seeds]
-            window, frame_sets, drag_sets = clips[0].window, [c.frames for c in clips], [c.drags for c in clips]
-            extras = [{"segments": args.segments, "segment_inputs": c.segments} for c in clips]
-        elif args.variants > 1:
-            outputs = generate_variants(pipe, image, drags, seeds, **call)
-            window, frame_sets, drag_sets = outputs[0].window, [o.frames[0] for o in outputs], [o.drags[0] for o in outputs]
-        else:
+        if args.num_videos > 1:  # one batch
             generators = [torch.Generator().manual_seed(seed + i) for i in range(args.num_videos)]
             result = pipe(image, drags, num_videos_per_prompt=args.num_videos, generator=generators, **call)
-            window, frame_sets, drag_sets = result.window, result.frames, result.drags
+            videos = [Video(f, d, result.window, seed + i) for i, (f, d) in enumerate(zip(result.frames, result.drags,
+                                                                                          strict=True))]
+        else:
+            videos = generate_videos(pipe, image, drags, seeds, args.segments, **call)
     except (ImageError, DragError, ValueError) as exc:
         raise CLIError(str(exc)) from exc
     except GenerationCancelled as exc:
@@ -108,9 +103,9 @@ def run(args: argparse.Namespace) -> int:
         "image": str(Path(args.image).expanduser().resolve()),
         "image_size": [image.width, image.height],
         "crop": args.crop,
-        "window": window.to_json(),
+        "window": videos[0].window.to_json(),
         "drags": [d.to_json() for d in drags],
-        "num_frames": len(frame_sets[0]),
+        "num_frames": len(videos[0].frames),
         "num_inference_steps": args.steps,
         "min_guidance_scale": guidance[0],
         "max_guidance_scale": guidance[1],
@@ -121,15 +116,16 @@ def run(args: argparse.Namespace) -> int:
         "dtype": str(pipe.dtype).removeprefix("torch."),
         "seconds": round(seconds, 3),
     }
-    for i, frames in enumerate(frame_sets):
+    for i, video in enumerate(videos):
         if args.variants > 1:
             folder, extra = out / VARIANT_FOLDER.format(i), {"variant": i, "variants": args.variants}
         else:
             folder, extra = (out if args.num_videos == 1 else out / f"video_{i:02d}"), {}
-        extra.update(extras[i] if i < len(extras) else {})
-        write_result(folder, frames, drag_sets[i], {**settings, "seed": seed + i, **extra},
+        if video.segment_inputs:
+            extra.update(segments=args.segments, segment_inputs=video.segment_inputs)
+        write_result(folder, video.frames, video.drags, {**settings, "seed": video.seed, **extra},
                      untrained=pipe.config.untrained)
-        print(f"wrote {len(frames)} frames, preview.gif and settings.json to {folder}")
+        print(f"wrote {len(video.frames)} frames, preview.gif and settings.json to {folder}")
     if pipe.config.untrained:
         print("note: the model is untrained (random weights); the frames are noise")
     return 0

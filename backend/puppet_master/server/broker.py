@@ -254,12 +254,13 @@ class Broker:
             return
         state = record.get("state") if record else None
         if state == protocol.DONE:
-            busy = self.clients.fetch_refusal(identity, job_id, self.store.result_bytes(job_id))
-            if busy:
-                self.clients.fail(identity, req, protocol.BUSY, busy, job_id)
-                return
+            paths = self.store.frame_paths(record)  # sized first: a busy answer reads nothing
             try:
-                frames = self.store.result_frames(job_id)
+                busy = self.clients.fetch_refusal(identity, job_id, sum(p.stat().st_size for p in paths))
+                if busy:
+                    self.clients.fail(identity, req, protocol.BUSY, busy, job_id)
+                    return
+                frames = [p.read_bytes() for p in paths]
             except OSError as exc:
                 self.clients.fail(identity, req, protocol.UNKNOWN_JOB, f"job {job_id}: result files are missing ({exc})",
                                   job_id)
@@ -277,8 +278,8 @@ class Broker:
 
     def _on_status(self, identity: bytes, message: Message) -> None:
         """The asker's own jobs by id; everyone's only as counts (in ``server``)."""
-        mine = {job_id for job_id, job in [*((j, self.queue.get(j)) for j in self.queue.ids()),
-                                           *self.running.items()] if job is not None and identity in job.watchers}
+        jobs = [*map(self.queue.get, self.queue.ids()), *self.running.values()]
+        mine = {job.id for job in jobs if identity in job.watchers}
         workers = [{**w.describe(), "job": w.job if w.job in mine else None, "busy": w.job is not None}
                    for w in self.workers.values()]
         self.clients.send(identity, protocol.STATUS_REPLY, {

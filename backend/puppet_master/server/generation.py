@@ -102,12 +102,9 @@ def run_job(
     """Generate the frames of one job: every variant (one run per seed), each of ``settings.segments``
     chained segments, one after another; ``on_variant(index, seed, frames_png)`` as each variant of a
     several-variant job finishes. Raises JobCancelledError, ProtocolError or the pipeline's error."""
-    import torch
-
     from puppet_master.drags import Drag
     from puppet_master.pipeline import GenerationCancelled
-    from puppet_master.segments import generate_segments
-    from puppet_master.variants import variant_seeds
+    from puppet_master.variants import generate_videos, variant_seeds
 
     # 1. check and decode the inputs
     image = decode_image(image_png)
@@ -137,33 +134,30 @@ def run_job(
     def finished_call(*_: Any) -> None:
         calls[0] += 1
 
-    # 3. denoise and decode each variant (and its segments)
-    call = {"num_inference_steps": per_call, "min_guidance_scale": settings.min_guidance_scale,
-            "max_guidance_scale": settings.max_guidance_scale, "callback_on_step_end": callback}
+    # 3. denoise and decode each variant (and its segments); encode each as it finishes
     frames: list[bytes] = []
-    segment_inputs: list[list[dict[str, Any]]] = []  # per variant, per segment: its reference and drags
-    encode_s = 0.0
-    for index, variant_seed in enumerate(seeds):
+    encode_s = [0.0]
+
+    def variant_done(index: int, video: Any) -> None:
+        encoding = time.monotonic()
+        pngs = [encode_png(frame) for frame in video.frames]
+        encode_s[0] += time.monotonic() - encoding
+        frames.extend(pngs)
+        if on_variant is not None and settings.variants > 1:
+            on_variant(index, video.seed, pngs)
         if cancel.is_set():
             raise JobCancelledError()
-        try:
-            if settings.segments > 1:
-                clip = generate_segments(pipe, image, drag_list, settings.segments, seed=variant_seed,
-                                         on_segment=finished_call, **call)
-                video = clip.frames
-                segment_inputs.append(clip.segments)
-            else:
-                video = pipe(image, drag_list, generator=torch.Generator().manual_seed(variant_seed),
-                             output_type="pil", **call).frames[0]
-                finished_call()
-        except GenerationCancelled:
-            raise JobCancelledError() from None
-        encoding = time.monotonic()
-        pngs = [encode_png(frame) for frame in video]
-        encode_s += time.monotonic() - encoding
-        frames += pngs
-        if on_variant is not None and settings.variants > 1:
-            on_variant(index, variant_seed, pngs)
+
+    if cancel.is_set():
+        raise JobCancelledError()
+    try:
+        videos = generate_videos(pipe, image, drag_list, seeds, settings.segments, on_variant=variant_done,
+                                 on_call=finished_call, num_inference_steps=per_call,
+                                 min_guidance_scale=settings.min_guidance_scale,
+                                 max_guidance_scale=settings.max_guidance_scale, callback_on_step_end=callback)
+    except GenerationCancelled:
+        raise JobCancelledError() from None
+    segment_inputs = [v.segment_inputs for v in videos if v.segment_inputs]
 
     # 4. what was used
     low, high = pipe.resolve_guidance(settings.min_guidance_scale, settings.max_guidance_scale)
@@ -171,4 +165,4 @@ def run_job(
             "variants": settings.variants, "segments": settings.segments, "seeds": seeds,
             "frames_per_variant": settings.frames_per_variant,
             **({"segment_inputs": segment_inputs} if segment_inputs else {})}
-    return GenerationResult(frames, used, time.monotonic() - started - encode_s, encode_s)
+    return GenerationResult(frames, used, time.monotonic() - started - encode_s[0], encode_s[0])

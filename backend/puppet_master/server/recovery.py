@@ -9,7 +9,7 @@ from typing import Any
 from puppet_master import protocol
 from puppet_master.protocol import ProtocolError
 from puppet_master.server.jobs import Job
-from puppet_master.server.store import INPUT_NAME, ResultStore
+from puppet_master.server.store import ResultStore
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def recover_jobs(store: ResultStore) -> list[Job]:
         try:
             settings = protocol.JobSettings.from_json(record.get("settings"))
             drags = protocol.check_drags(record.get("drags"), frames=settings.frames_per_variant)
-            if not store.job_dir(job_id).joinpath(INPUT_NAME).is_file():
+            if not store.input_path(job_id).is_file():
                 raise ProtocolError(protocol.INTERNAL, "its input image is missing")
         except ProtocolError as exc:
             store.update(job_id, state=protocol.FAILED_STATE, finished=time.time(), code=protocol.INTERNAL,

@@ -111,9 +111,12 @@ class ResultStore:
             return None
         return record if record_problem(record, job_id) is None else None
 
+    def input_path(self, job_id: str) -> Path:
+        return self.job_dir(job_id) / INPUT_NAME
+
     def input_png(self, job_id: str) -> bytes | None:
         try:
-            return (self.job_dir(job_id) / INPUT_NAME).read_bytes()
+            return self.input_path(job_id).read_bytes()
         except OSError:
             return None
 
@@ -133,17 +136,14 @@ class ResultStore:
         """Write a finished job's ``preview.gif`` (it arrives just after the result)."""
         (self.job_dir(job_id) / PREVIEW_NAME).write_bytes(preview_gif)
 
-    def result_frames(self, job_id: str) -> list[bytes]:
-        record = self.load(job_id) or {}
-        folder = self.job_dir(job_id)
-        return [(folder / FRAME_NAME.format(i)).read_bytes() for i in range(int(record.get("frames", 0)))]
+    def frame_paths(self, record: dict[str, Any]) -> list[Path]:
+        """The frame files of a finished job, from its (already loaded) record."""
+        folder = self.job_dir(record["job"])
+        return [folder / FRAME_NAME.format(i) for i in range(int(record.get("frames", 0)))]
 
-    def result_bytes(self, job_id: str) -> int:
-        """The size of a finished job's frames on disk (what a FETCH of it sends), without reading them."""
-        record = self.load(job_id) or {}
-        folder = self.job_dir(job_id)
-        paths = [folder / FRAME_NAME.format(i) for i in range(int(record.get("frames", 0)))]
-        return sum(p.stat().st_size for p in paths if p.is_file())  # reading reports a missing one
+    def result_frames(self, job_id: str) -> list[bytes]:
+        record = self.load(job_id)
+        return [path.read_bytes() for path in self.frame_paths(record)] if record else []
 
     def result_settings(self, job_id: str) -> dict[str, Any]:
         try:
