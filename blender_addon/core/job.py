@@ -62,8 +62,6 @@ class JobSnapshot:
     frames: list[bytes] = field(default_factory=list)
     #: the frames of each variant (one list for a one-variant job), once the result is in
     variants: list[list[bytes]] = field(default_factory=list)
-    #: variants of a several-variant job that finished so far (before the result)
-    variants_ready: int = 0
     settings: dict[str, Any] = field(default_factory=dict)
     drags: list[Any] = field(default_factory=list)  # the drags the job ran with (the server's echo)
     info: dict[str, Any] = field(default_factory=dict)  # model, device, timings of the run
@@ -187,7 +185,7 @@ class JobController:
                       drags=list(event.drags), info=dict(event.info),
                       status=f"Done: {len(event.frames)} frames")  # fmt: skip
         elif isinstance(event, c.VariantReady) and event.job_id == self.snapshot.job_id:
-            self._set(variants_ready=event.index + 1, status=f"Variant {event.index + 1} ready (seed {event.seed})")
+            self._set(status=f"Variant {event.index + 1} ready (seed {event.seed})")
         elif isinstance(event, c.JobError) and event.job_id == self.snapshot.job_id:
             self._set(state=ERROR, error=f"Generation failed ({event.code}): {event.message}", status="")
         elif isinstance(event, c.Cancelled) and event.job_id == self.snapshot.job_id:
